@@ -1,0 +1,1 @@
+"""Command-line interface of nqs (installed as the `nqs_cli` package)."""

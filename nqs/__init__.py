@@ -1,0 +1,3 @@
+"""nqs: neural-network quantum states with variational Monte Carlo on JAX."""
+
+__version__ = "0.1.0"

@@ -1,0 +1,1 @@
+"""Drivers: ground-state VMC and time-dependent VMC."""
