@@ -1,22 +1,161 @@
-"""The `nqs` Typer application."""
+"""The `nqs` Typer application: parse, load the config, build, call the library, print.
+
+Exit codes: 0 success; 2 bad input (``InputError``: config key, value, file, existing
+run directory), printed as one line ``error: <key or file>: <message>`` on stderr; 1 any
+other failure. ``--debug`` shows the traceback instead.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import sys
+from collections.abc import Iterator
+from importlib import metadata
+from pathlib import Path
+from typing import Annotated
 
 import typer
 
-app = typer.Typer(no_args_is_help=True, add_completion=False)
+from nqs.errors import InputError
+
+app = typer.Typer(
+    no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False
+)
+
+SetOption = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--set", help="Override a config key: dotted KEY=VALUE (TOML literal); repeat."
+    ),
+]
+ConfigArg = Annotated[
+    Path, typer.Argument(help="TOML config file.", show_default=False)
+]
+JsonOption = Annotated[bool, typer.Option("--json", help="Print one JSON object.")]
 
 
 @app.callback()
-def _root() -> None:
+def _root(
+    ctx: typer.Context,
+    debug: Annotated[
+        bool, typer.Option("--debug", help="Show tracebacks on errors.")
+    ] = False,
+) -> None:
     """nqs: neural-network quantum states (VMC ground states and dynamics)."""
+    ctx.obj = {"debug": debug}
+
+
+@contextlib.contextmanager
+def _errors(ctx: typer.Context) -> Iterator[None]:
+    """Turn exceptions into one stderr line and the exit code (2 input, 1 other)."""
+    debug = bool(ctx.obj and ctx.obj.get("debug"))
+    try:
+        yield
+    except (typer.Exit, typer.Abort):
+        raise
+    except InputError as err:
+        if debug:
+            raise
+        typer.echo(f"error: {err}", err=True)
+        raise typer.Exit(2) from None
+    except KeyboardInterrupt:
+        typer.echo("interrupted", err=True)
+        raise typer.Exit(130) from None
+    except Exception as err:
+        if debug:
+            raise
+        typer.echo(f"error: {type(err).__name__}: {err} (rerun with --debug)", err=True)
+        raise typer.Exit(1) from None
+
+
+def _load(config: Path, overrides: list[str] | None):
+    from nqs import config as config_mod
+
+    return config_mod.load(config, overrides=overrides or [])
+
+
+def _bytes(n: float) -> str:
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if n < 1024 or unit == "TiB":
+            return f"{n:.3g} {unit}"
+        n /= 1024
+    return f"{n:.3g} TiB"
 
 
 @app.command()
 def info() -> None:
     """Versions of nqs and its numerical stack, and the devices JAX sees."""
+    import jax
+
     import nqs
 
     typer.echo(f"nqs {nqs.__version__}")
+    typer.echo(f"python {sys.version.split()[0]}")
+    for pkg in ("jax", "jaxlib", "flax", "optax", "h5py", "numpy", "scipy"):
+        try:
+            typer.echo(f"{pkg} {metadata.version(pkg)}")
+        except metadata.PackageNotFoundError:
+            typer.echo(f"{pkg} not installed")
+    typer.echo("devices " + ", ".join(str(d) for d in jax.devices()))
+
+
+@app.command()
+def check(ctx: typer.Context, config: ConfigArg, set_: SetOption = None) -> None:
+    """Validate a config; print it with all defaults, the parameter count, the
+    Hilbert-space dimension and the estimated memory per step. Nothing runs."""
+    from nqs import build
+    from nqs import config as config_mod
+
+    with _errors(ctx):
+        cfg = _load(config, set_)
+        lat = build.lattice(cfg)
+        hil = build.hilbert(cfg, lat)
+        ham = build.hamiltonian(cfg, hil, lat)
+        module = build.model(cfg, hil)
+        build.sampler(cfg, hil, lat, ham)
+        build.optimizer(cfg)
+        build.sr(cfg)
+        build.observables(cfg, hil, lat)
+        n_params = build.n_parameters(module, hil)
+        mem = build.memory_estimate(cfg, n_params, ham.n_conn)
+        typer.echo(config_mod.resolved_toml(cfg), nl=False)
+        typer.echo(f"\n# sites: {hil.n_sites}")
+        typer.echo(f"# Hilbert-space dimension: {hil.n_states}")
+        typer.echo(f"# parameters (real): {n_params}")
+        parts = ", ".join(f"{k} {_bytes(v)}" for k, v in mem.items() if k != "total")
+        typer.echo(f"# memory per step: ~{_bytes(mem['total'])} ({parts})")
+
+
+@app.command()
+def exact(
+    ctx: typer.Context,
+    config: ConfigArg,
+    set_: SetOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Exact ground-state energy (and gap) of the config's Hamiltonian by sparse
+    diagonalisation; refuses systems too large for memory."""
+    from nqs import build
+
+    with _errors(ctx):
+        cfg = _load(config, set_)
+        res = build.exact_result(cfg)
+        if as_json:
+            typer.echo(json.dumps(res))
+            return
+        typer.echo(f"{cfg.name}: {res['n_sites']} sites, dimension {res['dimension']}")
+        typer.echo(f"E0       = {res['energy']:.12g}")
+        typer.echo(f"E0/N     = {res['energy_per_site']:.12g}")
+        if "gap" in res:
+            typer.echo(f"E1       = {res['first_excited_energy']:.12g}")
+            typer.echo(f"E1 - E0  = {res['gap']:.6g}")
+        typer.echo(f"time     = {res['wall_time']:.3g} s")
 
 
 def main() -> None:
+    """Console entry point: 64-bit JAX, then the Typer app."""
+    import jax
+
+    jax.config.update("jax_enable_x64", True)
     app()

@@ -17,7 +17,7 @@ Sections (keys per ``kind``; defaults in brackets, ``!`` = required)::
     [model] kind [rbm], param_dtype [float64], any other key goes to the module
     [sampler] kind [metropolis]: rule, n_chains [16], n_samples [1024],
               n_discard_per_chain [16], sweep_size [n_sites], power [2];
-              exact: n_samples [1024], power [2]
+              exact: n_chains [16], n_samples [1024], power [2]
     [driver] kind [vmc]: n_steps [300], checkpoint_every [50], flush_every [10],
               observables_every [1], chunk_size, exact [auto];
               tdvp: t_end!, dt!, integrator [rk4], rtol [1e-5], atol [1e-8],
@@ -26,7 +26,7 @@ Sections (keys per ``kind``; defaults in brackets, ``!`` = required)::
     [optimizer] kind [sgd], learning_rate [0.01] (number or schedule table),
               any other key goes to the optax constructor
     [preconditioner] kind [sr]: diag_shift [0.01] (number or schedule table),
-              diag_scale, solver [auto] (auto|dense|minsr|cg), cg_tol [1e-10],
+              diag_scale, solver [auto] (auto|dense|minsr|cg), cg_tol [1e-8],
               cg_maxiter; none: no keys
     [observables] name = { kind = "...", ... }
 
@@ -356,7 +356,7 @@ _SCHEMA: dict[str, _Section] = {
                 "sweep_size",
                 "power",
             ),
-            "exact": ("n_samples", "power"),
+            "exact": ("n_chains", "n_samples", "power"),
         },
         {
             "rule": (_choice("local", "exchange", "hop", "hamiltonian"), None),
@@ -408,7 +408,7 @@ _SCHEMA: dict[str, _Section] = {
             "diag_shift": (_number_or_table(0.0), 0.01),
             "diag_scale": (_float(0.0), None),
             "solver": (_choice("auto", "dense", "minsr", "cg"), "auto"),
-            "cg_tol": (_float(0.0, strict=True), 1e-10),
+            "cg_tol": (_float(0.0, strict=True), 1e-8),
             "cg_maxiter": (_int(1), None),
         },
     ),
@@ -575,6 +575,7 @@ def default_rule(hil: HilbertConfig) -> str:
 
 
 def _check_sampler(smp: SamplerConfig, hil: HilbertConfig, n_sites: int):
+    _check_multiple(smp)
     if smp.kind == "exact":
         return smp
     constrained = hil.total_sz is not None or hil.n_particles is not None
@@ -601,6 +602,10 @@ def _check_sampler(smp: SamplerConfig, hil: HilbertConfig, n_sites: int):
             "exchange only permutes local states, which is not ergodic with "
             f'more than two local states; use "{default_rule(hil)}"',
         )
+    return dataclasses.replace(smp, rule=rule, sweep_size=smp.sweep_size or n_sites)
+
+
+def _check_multiple(smp: SamplerConfig) -> None:
     if smp.n_samples % smp.n_chains:
         low = smp.n_samples // smp.n_chains * smp.n_chains
         options = [n for n in (low, low + smp.n_chains) if n > 0]
@@ -609,7 +614,6 @@ def _check_sampler(smp: SamplerConfig, hil: HilbertConfig, n_sites: int):
             f"{smp.n_samples} is not a multiple of n_chains = {smp.n_chains}; "
             f"use {' or '.join(map(str, options))}",
         )
-    return dataclasses.replace(smp, rule=rule, sweep_size=smp.sweep_size or n_sites)
 
 
 def _check(cfg: Config) -> Config:

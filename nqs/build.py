@@ -1,0 +1,261 @@
+"""Config → objects: lattice, Hilbert space, Hamiltonian, model, sampler, SR, problem.
+
+Each builder takes a validated :class:`nqs.config.Config` and calls one library
+constructor; a ``ValueError`` (or ``TypeError`` from bad keyword arguments) raised there
+is re-raised as ``InputError`` naming the config key it came from.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from nqs.config import Config
+from nqs.errors import InputError
+
+#: Largest Hilbert-space dimension ``exact_result`` diagonalises by default.
+MAX_EXACT_DIMENSION = 20_000_000
+#: ``driver.exact = "auto"`` computes the exact energy up to this dimension.
+AUTO_EXACT_DIMENSION = 200_000
+
+
+@contextlib.contextmanager
+def as_input_error(key: str) -> Iterator[None]:
+    """Re-raise ``ValueError``/``TypeError`` inside the block as ``InputError(key)``."""
+    try:
+        yield
+    except InputError:
+        raise
+    except (ValueError, TypeError) as err:
+        raise InputError(key, str(err)) from err
+
+
+def lattice(cfg: Config):
+    """The ``nqs.lattice.Lattice`` of ``[lattice]``."""
+    from nqs import lattice as lat_mod
+
+    lat = cfg.lattice
+    with as_input_error("lattice"):
+        if lat.kind == "custom":
+            return lat_mod.custom(lat.n_sites, lat.edges)
+        if lat.kind == "chain":
+            pbc = lat.pbc[0] if isinstance(lat.pbc, tuple) else lat.pbc
+            return lat_mod.chain(lat.extent[0], pbc=pbc, max_order=lat.max_order)
+        make = getattr(lat_mod, lat.kind)
+        return make(lat.extent, pbc=lat.pbc, max_order=lat.max_order)
+
+
+def hilbert(cfg: Config, lat=None):
+    """The ``nqs.hilbert`` space of ``[hilbert]`` on the sites of ``lat``."""
+    from nqs import hilbert as hil_mod
+
+    hil = cfg.hilbert
+    n_sites = cfg.n_sites if lat is None else lat.n_sites
+    if hil.kind == "spin":
+        key = "hilbert.total_sz" if hil.total_sz is not None else "hilbert.s"
+        with as_input_error(key):
+            return hil_mod.Spin(n_sites, s=hil.s, total_sz=hil.total_sz)
+    key = "hilbert.n_particles" if hil.n_particles is not None else "hilbert.n_max"
+    with as_input_error(key):
+        return hil_mod.Fock(n_sites, n_max=hil.n_max, n_particles=hil.n_particles)
+
+
+def hamiltonian(cfg: Config, hil, lat):
+    """The Hamiltonian operator of ``[hamiltonian]`` (``nqs.hamiltonian.<kind>``)."""
+    from nqs import hamiltonian as ham_mod
+
+    ham = cfg.hamiltonian
+    if ham.sign_rule == "marshall" and lat.bipartition is None:
+        raise InputError(
+            "hamiltonian.sign_rule",
+            "the Marshall sign rule needs a bipartite nearest-neighbour graph; this "
+            f"{cfg.lattice.kind} lattice is not (odd periodic extent or frustrated)",
+        )
+    with as_input_error("hamiltonian"):
+        return getattr(ham_mod, ham.kind)(hil, lat, **ham.kwargs())
+
+
+def model(cfg: Config, hil):
+    """The Flax module of ``[model]`` via ``nqs.models.build``."""
+    from nqs import models
+
+    m = cfg.model
+    with as_input_error("model"):
+        try:
+            return models.build(m.kind, hil, param_dtype=m.param_dtype, **m.kwargs)
+        except (ImportError, AttributeError, OSError) as err:
+            raise InputError("model.kind", f"cannot load {m.kind!r}: {err}") from err
+
+
+def rule(cfg: Config, hil, lat, ham):
+    """The Metropolis transition rule of ``sampler.rule``."""
+    from nqs import rules
+
+    name = cfg.sampler.rule
+    with as_input_error("sampler.rule"):
+        if name == "local":
+            return rules.LocalRule(hil)
+        if name == "exchange":
+            return rules.ExchangeRule(lat.edges_of_order(1))
+        if name == "hop":
+            return rules.HopRule(hil, lat.edges_of_order(1))
+        return rules.HamiltonianRule(ham)
+
+
+def sampler(cfg: Config, hil, lat, ham):
+    """The sampler of ``[sampler]`` (Metropolis or exact enumeration)."""
+    from nqs import sampler as smp_mod
+
+    s = cfg.sampler
+    with as_input_error("sampler"):
+        if s.kind == "exact":
+            return smp_mod.ExactSampler(
+                hil, n_samples=s.n_samples, power=s.power, n_chains=s.n_chains
+            )
+        return smp_mod.MetropolisSampler(
+            hil,
+            rule(cfg, hil, lat, ham),
+            n_chains=s.n_chains,
+            n_samples=s.n_samples,
+            n_discard_per_chain=s.n_discard_per_chain,
+            sweep_size=s.sweep_size,
+            power=s.power,
+        )
+
+
+def sr(cfg: Config):
+    """``nqs.sr.SR`` settings of ``[preconditioner]``, or None for ``kind = "none"``."""
+    from nqs import sr as sr_mod
+
+    p = cfg.preconditioner
+    if p.kind == "none":
+        return None
+    shift, schedule = p.diag_shift, None
+    if isinstance(shift, dict):
+        from nqs import optimizer as opt_mod
+
+        with as_input_error("preconditioner.diag_shift"):
+            schedule = opt_mod.build_schedule(shift)
+        shift = float(schedule(0))
+    with as_input_error("preconditioner"):
+        return sr_mod.SR(
+            diag_shift=shift,
+            diag_scale=p.diag_scale,
+            solver=p.solver,
+            cg_tol=p.cg_tol,
+            cg_maxiter=p.cg_maxiter,
+            shift_schedule=schedule,
+        )
+
+
+def optimizer(cfg: Config):
+    """The optax transformation of ``[optimizer]`` (``nqs.optimizer``)."""
+    from nqs import optimizer as opt_mod
+
+    o = cfg.optimizer
+    table = {"kind": o.kind, "learning_rate": o.learning_rate, **o.kwargs}
+    with as_input_error("optimizer"):
+        return opt_mod.build_optimizer(table)
+
+
+def observables(cfg: Config, hil, lat) -> dict[str, Any]:
+    """``{name: operator}`` of ``[observables]`` (``nqs.observables``)."""
+    from nqs import observables as obs_mod
+
+    out = {}
+    for name, table in cfg.observables.items():
+        with as_input_error(f"observables.{name}"):
+            out[name] = obs_mod.build_observable(table, hil, lat)
+    return out
+
+
+def n_parameters(module, hil) -> int:
+    """Number of real parameters of ``module`` (a complex entry counts twice)."""
+    sigma = jnp.zeros((1, hil.n_sites), jnp.int8)
+    with as_input_error("model"):
+        shapes = jax.eval_shape(module.init, jax.random.key(0), sigma)
+    leaves = jax.tree_util.tree_leaves(shapes.get("params", shapes))
+    return sum(
+        math.prod(x.shape) * (2 if jnp.issubdtype(x.dtype, jnp.complexfloating) else 1)
+        for x in leaves
+    )
+
+
+def memory_estimate(cfg: Config, n_params: int, n_conn: int) -> dict[str, int]:
+    """Rough peak bytes of one VMC step, by the array that dominates.
+
+    Returns:
+        {"samples", "connected", "jacobian", "s_matrix", "total"} in bytes; the
+        Jacobian is (n_samples, n_params) float64 (doubled for complex outputs when
+        SR uses it), S is (n_params, n_params) for the dense solver.
+    """
+    n_s, n = cfg.sampler.n_samples, cfg.n_sites
+    rows = n_s if cfg.driver.chunk_size is None else min(n_s, cfg.driver.chunk_size)
+    est = {
+        "samples": n_s * n,
+        "connected": rows * n_conn * (n + 16),
+        "jacobian": 0,
+        "s_matrix": 0,
+    }
+    if cfg.preconditioner.kind == "sr":
+        cplx = cfg.model.param_dtype.startswith("complex")
+        n_rows = n_s * (2 if cplx else 1)
+        est["jacobian"] = n_rows * n_params * 8
+        if cfg.preconditioner.solver in ("auto", "dense") and n_params <= n_rows:
+            est["s_matrix"] = n_params * n_params * 8
+        elif cfg.preconditioner.solver in ("auto", "minsr"):
+            est["s_matrix"] = n_rows * n_rows * 8
+    est["total"] = sum(est.values())
+    return est
+
+
+def exact_memory(dimension: int, n_conn: int) -> int:
+    """Bytes of a sparse Hamiltonian (complex entries, int32 columns) plus Lanczos."""
+    return dimension * (n_conn * 20 + 40 * 8)
+
+
+def exact_result(cfg: Config, max_dimension: int = MAX_EXACT_DIMENSION) -> dict:
+    """Lowest eigenvalues of the config's Hamiltonian by sparse diagonalisation.
+
+    Returns:
+        {"energy", "energy_per_site", "dimension", "n_sites", "wall_time",
+        "first_excited_energy", "gap"} (the last two when two states exist).
+    Raises:
+        InputError: the space is larger than ``max_dimension`` (message gives the
+            memory estimate).
+    """
+    from nqs import exact
+
+    start = time.perf_counter()
+    lat = lattice(cfg)
+    hil = hilbert(cfg, lat)
+    ham = hamiltonian(cfg, hil, lat)
+    dim = int(hil.n_states)
+    if dim > max_dimension:
+        gib = exact_memory(dim, ham.n_conn) / 1024**3
+        raise InputError(
+            "hilbert",
+            f"dimension {dim:.3g} is too large for exact diagonalisation (limit "
+            f"{max_dimension:.3g}; about {gib:.3g} GiB needed)",
+        )
+    k = 2 if dim > 1 else 1
+    energies, _ = exact.ground_state(ham, k=k)
+    energies = np.sort(np.real(np.asarray(energies)))
+    out = {
+        "energy": float(energies[0]),
+        "energy_per_site": float(energies[0]) / hil.n_sites,
+        "dimension": dim,
+        "n_sites": hil.n_sites,
+    }
+    if k == 2:
+        out["first_excited_energy"] = float(energies[1])
+        out["gap"] = float(energies[1] - energies[0])
+    out["wall_time"] = time.perf_counter() - start
+    return out
