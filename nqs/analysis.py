@@ -1,0 +1,280 @@
+"""Summaries of run logs: final energy over a window, V-score, error to exact, R-hat.
+
+The final energy is the mean of the logged per-step energies over the last
+``fraction`` of the logged steps. Successive steps are correlated (the parameters move
+slowly, and the Markov chains of step t seed step t + 1), so the error of that mean is
+the larger of two estimates of the error of a correlated series: the integrated
+autocorrelation time with Sokal's window (``nqs.stats.statistics`` on the window as one
+chain) and batch means (``n_b ~ sqrt(n)`` contiguous batches,
+``std(batch means) / sqrt(n_b)``); it is never reported below the error of independent
+steps, ``sqrt(mean(sigma_t^2) / n)``. Windows much shorter than the correlation time
+of the series still underestimate the error: average over more steps (``--last``).
+Works on a log still being written (reads whatever was flushed).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from pathlib import Path
+from typing import Any
+
+import jax.numpy as jnp
+import numpy as np
+
+from nqs import stats
+from nqs.errors import InputError
+
+#: Window used by ``summarize`` when none is given: the last 10% of the logged steps.
+DEFAULT_FRACTION = 0.1
+
+
+@dataclasses.dataclass(frozen=True)
+class RunData:
+    """Everything ``analysis`` and ``plot`` read from one log.
+
+    Attributes:
+        path: the ``log.h5`` file.
+        name: run name (config ``name``, else the directory name).
+        attrs: root attributes of the log (``config`` holds the resolved TOML).
+        history: ``{"step": (n,), "energy/mean": (n,), ...}`` float/int numpy arrays,
+            one entry per logged dataset (group paths joined by "/").
+        exact_energy: exact ground-state energy when logged, else None.
+    """
+
+    path: Path
+    name: str
+    attrs: dict[str, Any]
+    history: dict[str, np.ndarray]
+    exact_energy: float | None
+
+    @property
+    def config(self) -> dict[str, Any]:
+        """The resolved config stored in the log, as a TOML dict ({} if absent)."""
+        import tomllib
+
+        text = self.attrs.get("config", "")
+        try:
+            return tomllib.loads(text) if text else {}
+        except tomllib.TOMLDecodeError:
+            return {}
+
+
+@dataclasses.dataclass(frozen=True)
+class Summary:
+    """Summary of one run (energies are totals; ``*_per_site`` divide by n_sites)."""
+
+    name: str
+    path: str
+    driver: str
+    n_steps: int  # steps logged
+    last_step: int
+    window: int  # steps averaged
+    n_sites: int | None
+    energy: float
+    energy_error: float
+    energy_per_site: float | None
+    energy_per_site_error: float | None
+    variance: float
+    v_score: float | None  # N Var(E) / E^2
+    exact_energy: float | None
+    relative_error: float | None  # |E - E_exact| / |E_exact|
+    r_hat: float | None
+    acceptance: float | None
+    time_per_step: float | None  # seconds, median over the window
+    collapsed: bool
+    settings: dict[str, Any]
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready dict (NaN → None)."""
+        out = dataclasses.asdict(self)
+        return {k: _json_float(v) for k, v in out.items()}
+
+
+def _json_float(v: Any) -> Any:
+    if isinstance(v, float) and not math.isfinite(v):
+        return None
+    return v
+
+
+def window_average(
+    values: np.ndarray, errors: np.ndarray | None, fraction: float
+) -> tuple[float, float, int]:
+    """Mean of the last ``fraction`` of a series, with a batch-means error.
+
+    Args:
+        values: (n,) float64 per-step estimates (NaN entries are dropped).
+        errors: (n,) float64 per-step Monte Carlo errors, or None.
+        fraction: share of the series to average, in (0, 1].
+    Returns:
+        (mean, error, n_window); error = max(Sokal error, batch-means error,
+        sqrt(mean(errors^2)/n_window)), NaN for an empty series.
+    """
+    values = np.asarray(values, dtype=float)
+    keep = np.isfinite(values)
+    values = values[keep]
+    errors = None if errors is None else np.asarray(errors, dtype=float)[keep]
+    n = values.size
+    if n == 0:
+        return math.nan, math.nan, 0
+    n_win = max(1, math.ceil(fraction * n))
+    window = values[-n_win:]
+    mean = float(window.mean())
+    floor = 0.0
+    if errors is not None:
+        err = errors[-n_win:]
+        err = err[np.isfinite(err)]
+        if err.size:
+            floor = float(np.sqrt(np.mean(err**2) / n_win))
+    if n_win < 4:
+        return mean, floor if errors is not None else math.nan, n_win
+    n_b = min(max(int(math.isqrt(n_win)), 2), 32)
+    size = n_win // n_b
+    batches = window[n_win - n_b * size :].reshape(n_b, size).mean(axis=1)
+    batch_error = float(batches.std(ddof=1) / math.sqrt(n_b))
+    sokal_error = float(stats.statistics(jnp.asarray(window)[None, :]).error)
+    return mean, max(batch_error, sokal_error, floor), n_win
+
+
+def _window_mean(history: dict[str, np.ndarray], key: str, n_win: int):
+    x = history.get(key)
+    if x is None or np.size(x) == 0:
+        return None
+    x = np.asarray(x, dtype=float)[-n_win:]
+    x = x[np.isfinite(x)]
+    return float(x.mean()) if x.size else None
+
+
+def _time_per_step(history: dict[str, np.ndarray], n_win: int) -> float | None:
+    wall, step = history.get("wall_time"), history.get("step")
+    if wall is None or step is None or len(wall) < 2:
+        return None
+    wall = np.asarray(wall, float)[-(n_win + 1) :]
+    step = np.asarray(step, float)[-(n_win + 1) :]
+    rate = np.diff(wall) / np.maximum(np.diff(step), 1)
+    rate = rate[np.isfinite(rate) & (rate > 0)]
+    return float(np.median(rate)) if rate.size else None
+
+
+def _settings(cfg: dict[str, Any]) -> dict[str, Any]:
+    picks = {
+        "lattice": ("kind", "extent"),
+        "hamiltonian": ("kind",),
+        "model": ("kind", "param_dtype", "alpha"),
+        "sampler": ("kind", "rule", "n_samples", "n_chains"),
+        "optimizer": ("kind", "learning_rate"),
+        "preconditioner": ("kind", "diag_shift", "solver"),
+    }
+    out = {}
+    for section, keys in picks.items():
+        for k in keys:
+            v = cfg.get(section, {}).get(k)
+            if v is not None:
+                out[f"{section}.{k}"] = v
+    return out
+
+
+def _n_sites(run: RunData) -> int | None:
+    if "n_sites" in run.attrs:
+        return int(run.attrs["n_sites"])
+    from nqs import config as config_mod
+
+    try:
+        return config_mod.loads(run.attrs.get("config", "")).n_sites
+    except InputError:
+        return None
+
+
+def is_collapsed(run: RunData, n_win: int) -> bool:
+    """True if the chains look stuck over the window (log flag, or zero acceptance and
+    zero variance together: the sampler no longer moves)."""
+    flag = run.history.get("collapsed")
+    if flag is not None and np.size(flag) and bool(np.any(np.asarray(flag)[-n_win:])):
+        return True
+    acc = _window_mean(run.history, "acceptance", n_win)
+    var = _window_mean(run.history, "energy/variance", n_win)
+    return acc is not None and var is not None and acc < 1e-3 and var < 1e-12
+
+
+def summarize(run: RunData, fraction: float = DEFAULT_FRACTION) -> Summary:
+    """Summary of ``run`` averaged over the last ``fraction`` of its logged steps.
+
+    Raises:
+        InputError: ``fraction`` outside (0, 1], or a log without energies.
+    """
+    if not 0 < fraction <= 1:
+        raise InputError("--last", f"expected a fraction in (0, 1], got {fraction}")
+    h = run.history
+    if "energy/mean" not in h:
+        raise InputError(str(run.path), "no history/energy in this log")
+    energy, error, n_win = window_average(
+        np.real(h["energy/mean"]), h.get("energy/error"), fraction
+    )
+    variance = _window_mean(h, "energy/variance", n_win)
+    n_sites = _n_sites(run)
+    exact = run.exact_energy
+    steps = np.asarray(h.get("step", np.arange(len(h["energy/mean"]))))
+    per_site = (lambda x: x / n_sites) if n_sites else (lambda x: None)
+    v_score = None
+    if n_sites and variance is not None and energy:
+        v_score = n_sites * variance / energy**2
+    return Summary(
+        name=run.name,
+        path=str(run.path),
+        driver=str(run.attrs.get("driver", "vmc")),
+        n_steps=int(steps.size),
+        last_step=int(steps[-1]) if steps.size else -1,
+        window=n_win,
+        n_sites=n_sites,
+        energy=energy,
+        energy_error=error,
+        energy_per_site=per_site(energy),
+        energy_per_site_error=per_site(error),
+        variance=math.nan if variance is None else variance,
+        v_score=v_score,
+        exact_energy=exact,
+        relative_error=None if exact is None else abs(energy - exact) / abs(exact),
+        r_hat=_window_mean(h, "energy/r_hat", n_win),
+        acceptance=_window_mean(h, "acceptance", n_win),
+        time_per_step=_time_per_step(h, n_win),
+        collapsed=is_collapsed(run, n_win),
+        settings=_settings(run.config),
+    )
+
+
+def _fmt(x: float | None, spec: str = ".6g") -> str:
+    return "n/a" if x is None or not math.isfinite(x) else format(x, spec)
+
+
+def format_summary(s: Summary) -> str:
+    """Human-readable multi-line summary."""
+    lines = [f"{s.name}  ({s.path})"]
+    lines.append(
+        f"  steps      {s.n_steps} logged, last step {s.last_step}, "
+        f"averaged over the last {s.window}"
+    )
+    lines.append(
+        f"  energy     {_fmt(s.energy, '.8g')} ± {_fmt(s.energy_error, '.2g')}"
+    )
+    if s.energy_per_site is not None:
+        lines.append(
+            f"  per site   {_fmt(s.energy_per_site, '.8g')} ± "
+            f"{_fmt(s.energy_per_site_error, '.2g')}  ({s.n_sites} sites)"
+        )
+    lines.append(f"  variance   {_fmt(s.variance)}   V-score {_fmt(s.v_score, '.3g')}")
+    if s.exact_energy is not None:
+        lines.append(
+            f"  exact      {_fmt(s.exact_energy, '.10g')}   relative error "
+            f"{_fmt(s.relative_error, '.3g')}"
+        )
+    lines.append(
+        f"  R-hat      {_fmt(s.r_hat, '.4f')}   acceptance "
+        f"{_fmt(s.acceptance, '.3f')}   time/step {_fmt(s.time_per_step, '.3g')} s"
+    )
+    if s.collapsed:
+        lines.append("  WARNING    the sampler looks collapsed (no moves accepted)")
+    if s.settings:
+        lines.append(
+            "  settings   " + ", ".join(f"{k}={v}" for k, v in s.settings.items())
+        )
+    return "\n".join(lines)
