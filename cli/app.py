@@ -102,8 +102,12 @@ def info() -> None:
 
 @app.command()
 def check(ctx: typer.Context, config: ConfigArg, set_: SetOption = None) -> None:
-    """Validate a config; print it with all defaults, the parameter count, the
-    Hilbert-space dimension and the estimated memory per step. Nothing runs."""
+    """Validate a config; print it resolved, with sizes and memory. Nothing runs.
+
+    Prints the config with every default filled in (valid TOML), then as comments the
+    number of sites, the Hilbert-space dimension, the number of real parameters and an
+    estimate of the memory one optimisation step needs.
+    """
     from nqs import build
     from nqs import config as config_mod
 
@@ -134,8 +138,10 @@ def exact(
     set_: SetOption = None,
     as_json: JsonOption = False,
 ) -> None:
-    """Exact ground-state energy (and gap) of the config's Hamiltonian by sparse
-    diagonalisation; refuses systems too large for memory."""
+    """Exact ground-state energy and gap by sparse diagonalisation (small systems).
+
+    Refuses (exit 2, with the memory estimate) a space too large to diagonalise.
+    """
     from nqs import build
 
     with _errors(ctx):
@@ -151,6 +157,67 @@ def exact(
             typer.echo(f"E1       = {res['first_excited_energy']:.12g}")
             typer.echo(f"E1 - E0  = {res['gap']:.6g}")
         typer.echo(f"time     = {res['wall_time']:.3g} s")
+
+
+RunsArg = Annotated[
+    list[Path],
+    typer.Argument(help="Run directories (or their log.h5 files).", show_default=False),
+]
+
+
+@app.command()
+def analyse(
+    ctx: typer.Context,
+    runs: RunsArg,
+    as_json: JsonOption = False,
+    last: Annotated[
+        float,
+        typer.Option(
+            "--last", help="Fraction of the logged steps averaged for the final values."
+        ),
+    ] = 0.1,
+) -> None:
+    """Summaries: final energy ± error, variance, V-score, error to exact, R-hat.
+
+    Values are averaged over the last --last fraction of the logged steps; the error
+    bar accounts for the correlation between successive steps.
+    """
+    from nqs import analysis
+
+    with _errors(ctx):
+        summaries = [analysis.summarize(analysis.load_run(r), last) for r in runs]
+        if as_json:
+            data = [s.to_dict() for s in summaries]
+            typer.echo(json.dumps(data[0] if len(data) == 1 else data, indent=2))
+            return
+        typer.echo("\n\n".join(analysis.format_summary(s) for s in summaries))
+
+
+@app.command()
+def plot(
+    ctx: typer.Context,
+    runs: RunsArg,
+    out: Annotated[
+        Path | None,
+        typer.Option("-o", "--out", help="PNG file [default: <first run>/<q>.png]."),
+    ] = None,
+    quantity: Annotated[
+        str, typer.Option("--quantity", "-q", help="Logged quantity to plot.")
+    ] = "energy",
+) -> None:
+    """PNG of a history (energy vs step with the exact line); several runs overlaid."""
+    from nqs import analysis
+    from nqs import plot as plot_mod
+
+    with _errors(ctx):
+        data = [analysis.load_run(r) for r in runs]
+        if out is None:
+            out = data[0].path.parent / f"{quantity.replace('/', '_')}.png"
+        if out.suffix.lower() != ".png":
+            raise InputError(str(out), "expected a .png file name")
+        if not out.parent.is_dir():
+            raise InputError(str(out), "directory does not exist")
+        typer.echo(str(plot_mod.plot_runs(data, out, quantity)))
 
 
 def main() -> None:
