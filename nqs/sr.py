@@ -1,0 +1,355 @@
+"""Stochastic reconfiguration: the natural-gradient direction δ = (S + D)⁻¹ G.
+
+Real formulation (every complex parameter leaf counts as two real parameters, its
+real and imaginary parts). With ``n`` samples, centred log-derivatives
+``ΔO_ik = O_k(σ_i) − <O_k>`` (complex, ``O_k = ∂ log ψ / ∂θ_k`` for real ``θ_k``) and
+centred local energies ``ΔE_i``, define the real matrices
+
+    X = [Re ΔO; Im ΔO] / √n      (2n × P; only ``Re ΔO`` when log ψ is real)
+    e = [Re ΔE; Im ΔE] / √n      (2n;     only ``Re ΔE`` when log ψ is real)
+
+so that ``S = XᵀX = Re<ΔO†ΔO>`` and the energy gradient is ``G = 2 Xᵀe`` (``G_k =
+∂<E>/∂θ_k = 2 Re<ΔO_k* ΔE>``). The regularised system is
+
+    (S + D) δ = G,     D = diag_shift · I + diag_scale · diag(S).
+
+Convention: for real parameters this is the system NetKet's SR preconditioner solves
+(its gradient of a real parameter is ``2 Re F`` with ``F = <ΔO* ΔE>``, its QGT is
+``Re S``), so ``learning_rate`` of an SGD step ``θ ← θ − η δ`` means the same as in
+NetKet. For a complex parameter ``z = x + iy`` the direction is returned as ``δx + iδy``
+(the real-formulation natural gradient); NetKet's holomorphic convention solves with
+``F`` instead of ``2F`` and takes a step half as long for the same learning rate.
+
+Solvers: ``dense`` forms ``S`` and uses a Cholesky factorisation (eigendecomposition
+pseudo-inverse if Cholesky fails); ``minsr`` uses the kernel form
+``δ = D⁻¹Xᵀ (X D⁻¹ Xᵀ + I)⁻¹ 2e`` (push-through identity; Chen & Heyl, Nat. Phys. 2024;
+Rende et al., Commun. Phys. 2024), cheap when ``P ≫ n``; ``cg`` is matrix-free, using
+Jacobian-vector products of log ψ and never forming ``S`` nor the Jacobian.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+from jax.flatten_util import ravel_pytree
+
+SOLVERS = ("auto", "dense", "minsr", "cg")
+
+#: Jacobian memory above which ``auto`` switches to the matrix-free solver (bytes).
+JACOBIAN_BUDGET = 2 * 1024**3
+
+
+@dataclasses.dataclass(frozen=True)
+class SR:
+    """Stochastic-reconfiguration settings (static, hashable).
+
+    Attributes:
+        diag_shift: absolute shift ε added to the diagonal of S.
+        diag_scale: relative regularisation: adds ``diag_scale · diag(S)``; None = off.
+        solver: "auto" | "dense" | "minsr" | "cg".
+        cg_tol: relative tolerance of the conjugate-gradient solver.
+        cg_maxiter: iteration cap of the conjugate-gradient solver (None: jax default).
+        shift_schedule: optional ``step -> shift`` (e.g. an optax schedule) replacing
+            ``diag_shift``.
+    """
+
+    diag_shift: float = 0.01
+    diag_scale: float | None = None
+    solver: str = "auto"
+    cg_tol: float = 1e-8
+    cg_maxiter: int | None = None
+    shift_schedule: Callable[[Any], Any] | None = None
+
+    def __post_init__(self):
+        if self.solver not in SOLVERS:
+            raise ValueError(f"solver must be one of {SOLVERS}, got {self.solver!r}")
+        if self.diag_shift < 0:
+            raise ValueError(f"diag_shift must be >= 0, got {self.diag_shift}")
+        if self.diag_scale is not None and self.diag_scale < 0:
+            raise ValueError(f"diag_scale must be >= 0, got {self.diag_scale}")
+        if self.solver == "cg" and self.diag_scale:
+            raise ValueError("diag_scale needs diag(S): use solver dense or minsr")
+
+    def shift(self, step) -> jax.Array:
+        """The absolute diagonal shift at optimisation step ``step``."""
+        if self.shift_schedule is None:
+            return jnp.asarray(self.diag_shift, dtype=float)
+        return jnp.asarray(self.shift_schedule(step), dtype=float)
+
+
+# ----------------------------------------------------------------------------
+# Linear solvers on explicit matrices / closures
+
+
+def _regulariser(diag_s: jax.Array, shift, scale) -> jax.Array:
+    """Diagonal D = shift + scale · diag(S), (P,) float64."""
+    d = jnp.full_like(diag_s, shift)
+    if scale is not None:
+        d = d + scale * diag_s
+    return d
+
+
+def solve_dense(X: jax.Array, g: jax.Array, shift, scale=None) -> jax.Array:
+    """Solve (XᵀX + D) x = g with S formed explicitly.
+
+    Cholesky first; if it yields non-finite numbers (S + D not positive definite, e.g.
+    a singular S with zero shift), an eigendecomposition pseudo-inverse is used.
+
+    Args:
+        X: (m, P) float64 real-formulation centred Jacobian (rows / √n).
+        g: (P,) float64 right-hand side.
+        shift: absolute diagonal shift (scalar).
+        scale: relative shift (adds ``scale · diag(S)``) or None.
+    Returns:
+        (P,) float64 solution.
+    """
+    s = X.T @ X
+    a = s + jnp.diag(_regulariser(jnp.diag(s), shift, scale))
+    factor = jax.scipy.linalg.cho_factor(a, lower=True)
+    x_chol = jax.scipy.linalg.cho_solve(factor, g)
+
+    def pinv_solve(_):
+        w, v = jnp.linalg.eigh(a)
+        cutoff = jnp.finfo(a.dtype).eps * a.shape[0] * jnp.max(jnp.abs(w))
+        w_inv = jnp.where(jnp.abs(w) > cutoff, 1.0 / jnp.where(w == 0, 1.0, w), 0.0)
+        return v @ (w_inv * (v.T @ g))
+
+    ok = jnp.all(jnp.isfinite(x_chol))
+    return jax.lax.cond(ok, lambda _: x_chol, pinv_solve, None)
+
+
+def solve_minsr(X: jax.Array, eps: jax.Array, shift, scale=None) -> jax.Array:
+    """Kernel (minSR) form: x = D⁻¹Xᵀ (X D⁻¹ Xᵀ + I)⁻¹ eps = (XᵀX + D)⁻¹ Xᵀ eps.
+
+    With ``D = shift · I`` this is ``Xᵀ (XXᵀ + shift)⁻¹ eps``. Cost O(m²P + m³).
+
+    Args:
+        X: (m, P) float64 real-formulation centred Jacobian (rows / √n).
+        eps: (m,) float64 right-hand side in sample space (``G = Xᵀ eps``).
+        shift: absolute diagonal shift (scalar, > 0 unless ``X`` has full row rank).
+        scale: relative shift or None.
+    Returns:
+        (P,) float64 solution.
+    """
+    if scale is None:
+        k = X @ X.T
+        k = k + shift * jnp.eye(k.shape[0], dtype=k.dtype)
+        return X.T @ _sym_solve(k, eps)
+    d_inv = 1.0 / _regulariser(jnp.sum(X * X, axis=0), shift, scale)
+    xd = X * d_inv
+    k = xd @ X.T + jnp.eye(X.shape[0], dtype=X.dtype)
+    return xd.T @ _sym_solve(k, eps)
+
+
+def _sym_solve(a: jax.Array, b: jax.Array) -> jax.Array:
+    """Solve a symmetric positive (semi-)definite system; pseudo-inverse fallback."""
+    x = jax.scipy.linalg.cho_solve(jax.scipy.linalg.cho_factor(a, lower=True), b)
+
+    def pinv_solve(_):
+        return jnp.linalg.pinv(a, hermitian=True) @ b
+
+    return jax.lax.cond(jnp.all(jnp.isfinite(x)), lambda _: x, pinv_solve, None)
+
+
+def solve_cg(
+    matvec: Callable[[jax.Array], jax.Array],
+    g: jax.Array,
+    shift,
+    *,
+    tol: float = 1e-8,
+    maxiter: int | None = None,
+    x0: jax.Array | None = None,
+) -> tuple[jax.Array, jax.Array]:
+    """Conjugate gradient for (S + shift) x = g with S given as a closure.
+
+    Args:
+        matvec: v (P,) -> S v (P,), S symmetric positive semi-definite.
+        g: (P,) float64 right-hand side.
+        shift: absolute diagonal shift.
+        tol: relative residual tolerance.
+        maxiter: iteration cap (None: jax's default, 10 P).
+        x0: optional initial guess.
+    Returns:
+        (x (P,), relative residual ||(S + shift) x − g|| / ||g||).
+    """
+
+    def op(v):
+        return matvec(v) + shift * v
+
+    x, _ = jax.scipy.sparse.linalg.cg(op, g, x0=x0, tol=tol, maxiter=maxiter)
+    res = jnp.linalg.norm(op(x) - g) / jnp.maximum(jnp.linalg.norm(g), 1e-300)
+    return x, res
+
+
+# ----------------------------------------------------------------------------
+# Real formulation of a parameter pytree
+
+
+def params_to_real(params) -> tuple[jax.Array, Callable[[jax.Array], Any]]:
+    """Flatten ``params`` into a real vector (complex leaves → real, imag parts).
+
+    Returns:
+        (theta (P,) float64, unravel: theta -> pytree like ``params``).
+    """
+    leaves, treedef = jax.tree_util.tree_flatten(params)
+    is_cplx = tuple(jnp.iscomplexobj(x) for x in leaves)
+    split = [
+        jnp.stack([x.real, x.imag]) if c else x
+        for x, c in zip(leaves, is_cplx, strict=True)
+    ]
+    theta, unravel_split = ravel_pytree(split)
+
+    def unravel(vec):
+        parts = unravel_split(vec)
+        out = [
+            jax.lax.complex(p[0], p[1]) if c else p
+            for p, c in zip(parts, is_cplx, strict=True)
+        ]
+        return jax.tree_util.tree_unflatten(treedef, out)
+
+    return theta, unravel
+
+
+def _is_complex_output(model, params, sigma) -> bool:
+    out = jax.eval_shape(lambda p, s: model.apply(p, s), params, sigma[:1])
+    return jnp.issubdtype(out.dtype, jnp.complexfloating)
+
+
+def _real_log_psi(model, unravel, is_cplx: bool):
+    """theta, sigma (b, n_sites) -> (b,) or (2, b) real parts of log ψ."""
+
+    def f(theta, sigma):
+        out = model.apply(unravel(theta), sigma)
+        if is_cplx:
+            return jnp.stack([out.real, out.imag])
+        return out.real if jnp.iscomplexobj(out) else out
+
+    return f
+
+
+def real_jacobian(model, params, sigma, chunk_size=None) -> jax.Array:
+    """Centred real-formulation Jacobian X (m, P), m = n or 2n, rows scaled by 1/√n.
+
+    Args:
+        model: Flax module; apply maps (b, n_sites) int8 to (b,) log ψ.
+        params: parameter pytree.
+        sigma: (n, n_sites) int8 samples.
+        chunk_size: evaluate per-sample Jacobians in chunks of this many samples.
+    Returns:
+        (m, P) float64.
+    """
+    theta, unravel = params_to_real(params)
+    is_cplx = _is_complex_output(model, params, sigma)
+    f = _real_log_psi(model, unravel, is_cplx)
+
+    def one(s):
+        return jax.jacrev(lambda t: f(t, s[None]))(theta)  # (1, P) or (2, 1, P)
+
+    n = sigma.shape[0]
+    if chunk_size is None or chunk_size >= n:
+        jac = jax.vmap(one)(sigma)
+    else:
+        if n % chunk_size:
+            raise ValueError(f"chunk_size {chunk_size} must divide n_samples {n}")
+        chunks = sigma.reshape(n // chunk_size, chunk_size, -1)
+        jac = jax.lax.map(jax.vmap(one), chunks)
+        jac = jac.reshape((n,) + jac.shape[2:])
+    # jac: (n, 1, P) or (n, 2, 1, P)
+    jac = jnp.moveaxis(jac[:, :, 0, :], 1, 0) if is_cplx else jac[:, 0, :][None]
+    jac = jac - jnp.mean(jac, axis=1, keepdims=True)
+    return jac.reshape(-1, jac.shape[-1]) / jnp.sqrt(n)
+
+
+def _real_residual(e_loc: jax.Array, is_cplx: bool) -> jax.Array:
+    """Centred local energies in the real formulation, (m,) / √n."""
+    e = e_loc.reshape(-1)
+    n = e.shape[0]
+    de = e - jnp.mean(e)
+    parts = [de.real, de.imag] if is_cplx else [de.real]
+    return jnp.concatenate(parts) / jnp.sqrt(n)
+
+
+def choose_solver(sr: SR, n_rows: int, n_params: int) -> str:
+    """Resolve ``auto``: cg if the Jacobian exceeds the budget, minsr if P > rows."""
+    if sr.solver != "auto":
+        return sr.solver
+    if n_rows * n_params * 8 > JACOBIAN_BUDGET and not sr.diag_scale:
+        return "cg"
+    return "minsr" if n_params > n_rows else "dense"
+
+
+def sr_direction(
+    model,
+    params,
+    samples: jax.Array,
+    e_loc: jax.Array,
+    sr: SR,
+    step,
+    chunk_size: int | None = None,
+    *,
+    shift_multiplier=1.0,
+) -> tuple[Any, dict]:
+    """Natural-gradient direction δ = (S + D)⁻¹ G, as a pytree like ``params``.
+
+    Args:
+        model: Flax module; apply maps (b, n_sites) int8 to (b,) log ψ.
+        params: parameter pytree (real and/or complex leaves).
+        samples: (..., n_sites) int8 samples (flattened over leading axes).
+        e_loc: (...,) local energies of ``samples`` (float64 or complex128).
+        sr: SR settings.
+        step: optimisation step (int scalar) for the shift schedule.
+        chunk_size: chunking of the per-sample Jacobian.
+        shift_multiplier: multiplies the shift (the driver raises it after a rejected
+            step).
+    Returns:
+        (direction: pytree like params, info: {"diag_shift", "grad_norm"}).
+    """
+    sigma = samples.reshape(-1, samples.shape[-1])
+    theta, unravel = params_to_real(params)
+    is_cplx = _is_complex_output(model, params, sigma)
+    n_rows = sigma.shape[0] * (2 if is_cplx else 1)
+    solver = choose_solver(sr, n_rows, theta.shape[0])
+    shift = sr.shift(step) * shift_multiplier
+    eps = _real_residual(e_loc, is_cplx)
+
+    if solver == "cg":
+        matvec, xt = _jacobian_closures(model, params, sigma, is_cplx)
+        g = 2.0 * xt(eps)
+        x, _ = solve_cg(matvec, g, shift, tol=sr.cg_tol, maxiter=sr.cg_maxiter)
+    else:
+        X = real_jacobian(model, params, sigma, chunk_size)
+        g = 2.0 * X.T @ eps
+        if solver == "dense":
+            x = solve_dense(X, g, shift, sr.diag_scale)
+        else:
+            x = solve_minsr(X, 2.0 * eps, shift, sr.diag_scale)
+    info = {"diag_shift": shift, "grad_norm": jnp.linalg.norm(g)}
+    return unravel(x), info
+
+
+def _jacobian_closures(model, params, sigma, is_cplx):
+    """Matrix-free S v = Xᵀ(X v) and Xᵀ c via linearisation of log ψ."""
+    theta, unravel = params_to_real(params)
+    f = _real_log_psi(model, unravel, is_cplx)
+    n = sigma.shape[0]
+    _, jvp = jax.linearize(lambda t: f(t, sigma), theta)
+    vjp = jax.linear_transpose(jvp, theta)
+
+    def centre(u):  # u: (n,) or (2, n)
+        return u - jnp.mean(u, axis=-1, keepdims=True)
+
+    def xv(v):
+        return centre(jvp(v)).reshape(-1) / jnp.sqrt(n)
+
+    def xt(c):
+        c = c.reshape((2, n) if is_cplx else (n,))
+        return vjp(centre(c) / jnp.sqrt(n))[0]
+
+    def matvec(v):
+        return xt(xv(v))
+
+    return matvec, xt
