@@ -22,7 +22,7 @@ import jax.numpy as jnp
 import numpy as np
 
 _INT64_MAX = 2**63 - 1
-_CHUNK_ROWS = 1 << 16  # rows per numpy chunk in states_to_indices (cache friendly)
+_CHUNK_ROWS = 1 << 14  # rows per numpy chunk in states_to_indices (cache friendly)
 _FLOAT_KEY_MAX = 2**53  # keys below this are exact in a float64 matmul
 _DENSE_TABLE_MAX = 2**26  # largest dense key -> index table (int32, 256 MB)
 
@@ -255,25 +255,20 @@ class AbstractHilbert:
         return out.reshape(batch)
 
     def _keys(self, sigma: np.ndarray) -> np.ndarray:
-        """(m, n_sites) numpy configurations -> (m,) int64 keys, -1 for bad entries."""
-        n, d = self.n_sites, self.local_size
-        if sigma.dtype == np.int8:
-            idx = self._index_lut()[sigma.view(np.uint8)]
-            bad = idx.min(axis=-1, initial=0) < 0
-        else:
-            wide = sigma.astype(np.int64) - self._offset
-            idx = wide // self._step
-            bad = np.any((wide % self._step != 0) | (idx < 0) | (idx >= d), axis=-1)
-        powers = np.float64(d) ** np.arange(n - 1, -1, -1)
-        keys = (idx.astype(np.float64) @ powers).astype(np.int64)
-        return np.where(bad, -1, keys)
+        """(m, n_sites) numpy configurations -> (m,) int64 keys, -1 for bad entries.
 
-    def _index_lut(self) -> np.ndarray:
-        """(256,) int8: local index of each int8 entry (viewed as uint8), else -1."""
-        lut = np.full(256, -1, dtype=np.int8)
-        values = np.array(self.local_values, dtype=np.int8).view(np.uint8)
-        lut[values] = np.arange(self.local_size)
-        return lut
+        Entries go through a 256-entry table (int8 viewed as uint8) to float64 local
+        indices, or ``-d**n`` for entries not allowed, which makes the key negative.
+        """
+        n, d = self.n_sites, self.local_size
+        if sigma.dtype != np.int8:
+            is_int8 = np.all((sigma >= -128) & (sigma <= 127) & (sigma % 1 == 0), -1)
+            sigma = np.where(is_int8[:, None], sigma, self._offset - 1).astype(np.int8)
+        lut = np.full(256, -float(d**n))
+        lut[np.array(self.local_values, dtype=np.int8).view(np.uint8)] = np.arange(d)
+        idx = np.take(lut, sigma.view(np.uint8))
+        keys = idx @ (np.float64(d) ** np.arange(n - 1, -1, -1))
+        return np.where(keys < 0, -1, keys.astype(np.int64))
 
     @functools.cached_property
     def _dense_lookup(self) -> np.ndarray:
