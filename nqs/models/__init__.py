@@ -1,1 +1,83 @@
-"""Flax ansätze."""
+"""Flax ansätze: built-ins, custom-module loading, and initialisation helpers.
+
+Every model maps int8 configurations ``(..., n_sites)`` to log-amplitudes ``(...)``
+(float64 or complex128) through ``model.apply(variables, sigma)``, where
+``variables = model.init(key, sigma)`` (``{"params": ...}``).
+"""
+
+from __future__ import annotations
+
+import flax.linen as nn
+import jax
+
+from nqs.models.custom import DTYPES, check_model, instantiate, load_class
+from nqs.models.ffn import FFN
+from nqs.models.jastrow import Jastrow
+from nqs.models.logstate import LogStateVector
+from nqs.models.rbm import RBM, log_cosh
+
+BUILTINS: dict[str, type[nn.Module]] = {
+    "rbm": RBM,
+    "jastrow": Jastrow,
+    "ffn": FFN,
+    "logstate": LogStateVector,
+    "log_state_vector": LogStateVector,
+}
+
+__all__ = [
+    "BUILTINS",
+    "DTYPES",
+    "FFN",
+    "RBM",
+    "Jastrow",
+    "LogStateVector",
+    "build",
+    "check_model",
+    "init_params",
+    "load_class",
+    "log_cosh",
+]
+
+
+def build(kind: str, hilbert, **kwargs) -> nn.Module:
+    """The model a ``[model]`` table describes.
+
+    Args:
+        kind: a built-in name ("rbm", "jastrow", "ffn", "logstate" or
+            "log_state_vector"), ``"package.module:Class"`` or ``"path/file.py:Class"``
+            (relative to the working directory, or absolute).
+        hilbert: Hilbert space; given to models with a ``hilbert`` field.
+        **kwargs: the module's fields; ``param_dtype``/``dtype`` may be the strings
+            "float32", "float64", "complex64", "complex128".
+    Returns:
+        The (unbound) Flax module.
+    Raises:
+        ValueError: unknown built-in (lists them), bad spec, missing file, import
+            error, missing attribute, not a Flax module, or bad keyword arguments.
+    """
+    if not isinstance(kind, str):
+        raise ValueError(f"model kind must be a string, got {kind!r}")
+    if ":" in kind:
+        cls = load_class(kind)
+    else:
+        cls = BUILTINS.get(kind.lower())
+        if cls is None:
+            raise ValueError(
+                f"unknown model kind {kind!r}; built-ins are {', '.join(BUILTINS)}, "
+                "or give 'package.module:Class' or 'path/file.py:Class'"
+            )
+    return instantiate(cls, hilbert, kwargs, kind)
+
+
+def init_params(model: nn.Module, hilbert, key: jax.Array) -> dict:
+    """``model.init`` on a dummy batch of one valid configuration.
+
+    Args:
+        model: Flax module.
+        hilbert: Hilbert space providing ``random_states``.
+        key: PRNG key.
+    Returns:
+        The variables pytree ``{"params": ...}`` to pass to ``model.apply``.
+    """
+    k_states, k_init = jax.random.split(key)
+    return model.init(k_init, hilbert.random_states(k_states, 1))

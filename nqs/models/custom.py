@@ -1,0 +1,204 @@
+"""Loading user ansätze from ``"package.module:Class"`` or ``"path/file.py:Class"``.
+
+A custom ansatz is a ``flax.linen.Module`` subclass whose ``__call__`` maps int8
+configurations ``(batch, n_sites)`` to log-amplitudes ``(batch,)`` (real or complex).
+Its keyword arguments come from the ``[model]`` table; a ``hilbert`` field, if it
+declares one, receives the Hilbert space. Every failure raises ``ValueError`` with one
+line naming the spec, the file or the argument.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import importlib
+import importlib.util
+import sys
+from pathlib import Path
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+DTYPES = {
+    "float32": jnp.float32,
+    "float64": jnp.float64,
+    "complex64": jnp.complex64,
+    "complex128": jnp.complex128,
+}
+_DTYPE_FIELDS = ("param_dtype", "dtype")
+# flax.linen.Module bookkeeping fields that are not user arguments
+_INTERNAL_FIELDS = ("parent", "name")
+
+
+def _one_line(exc: BaseException) -> str:
+    text = " ".join(str(exc).split())
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+
+
+def _is_file_spec(target: str) -> bool:
+    return target.endswith(".py") or "/" in target or "\\" in target
+
+
+def _split_spec(spec: str) -> tuple[str, str]:
+    target, sep, attr = spec.rpartition(":")
+    if not sep or not target or not attr:
+        raise ValueError(
+            f"model {spec!r}: expected 'package.module:Class' or 'path/file.py:Class'"
+        )
+    return target, attr
+
+
+def _load_file(target: str, spec: str):
+    path = Path(target).expanduser()
+    path = (path if path.is_absolute() else Path.cwd() / path).resolve()
+    if not path.is_file():
+        raise ValueError(f"model {spec!r}: file not found: {path}")
+    digest = hashlib.sha1(str(path).encode()).hexdigest()[:12]
+    module_name = f"nqs_custom_{path.stem}_{digest}"
+    module_spec = importlib.util.spec_from_file_location(module_name, path)
+    if module_spec is None or module_spec.loader is None:
+        raise ValueError(f"model {spec!r}: cannot import {path} as a Python module")
+    module = importlib.util.module_from_spec(module_spec)
+    # dataclasses (hence flax modules) look their module up in sys.modules
+    sys.modules[module_name] = module
+    try:
+        module_spec.loader.exec_module(module)
+    except Exception as exc:
+        del sys.modules[module_name]
+        raise ValueError(
+            f"model {spec!r}: importing {path} failed: {_one_line(exc)}"
+        ) from exc
+    return module
+
+
+def load_class(spec: str) -> type[nn.Module]:
+    """Import the Flax module class named by a custom model spec.
+
+    Args:
+        spec: ``"package.module:Class"`` (importlib) or ``"path/file.py:Class"``
+            (relative to the working directory, or absolute).
+    Returns:
+        The class, a subclass of ``flax.linen.Module``.
+    Raises:
+        ValueError: malformed spec, missing file, failing import, missing attribute,
+            or an attribute that is not a ``flax.linen.Module`` subclass.
+    """
+    target, attr = _split_spec(spec)
+    if _is_file_spec(target):
+        module = _load_file(target, spec)
+    else:
+        try:
+            module = importlib.import_module(target)
+        except Exception as exc:
+            raise ValueError(
+                f"model {spec!r}: importing module {target!r} failed: {_one_line(exc)}"
+            ) from exc
+    if not hasattr(module, attr):
+        raise ValueError(f"model {spec!r}: {target!r} has no attribute {attr!r}")
+    cls = getattr(module, attr)
+    if not (isinstance(cls, type) and issubclass(cls, nn.Module)):
+        raise ValueError(
+            f"model {spec!r}: {attr!r} is not a flax.linen.Module subclass "
+            f"(got {type(cls).__name__})"
+        )
+    return cls
+
+
+def module_fields(cls: type[nn.Module]) -> tuple[str, ...]:
+    """User-settable fields of a Flax module class, in declaration order."""
+    return tuple(
+        f.name
+        for f in dataclasses.fields(cls)
+        if f.init and f.name not in _INTERNAL_FIELDS
+    )
+
+
+def _to_static(value):
+    """TOML lists become tuples so that modules stay hashable (static jit args)."""
+    if isinstance(value, list | tuple):
+        return tuple(_to_static(v) for v in value)
+    return value
+
+
+def instantiate(cls: type[nn.Module], hilbert, kwargs: dict, label: str) -> nn.Module:
+    """Construct ``cls(**kwargs)`` with dtype strings converted and hilbert injected.
+
+    Args:
+        cls: Flax module class.
+        hilbert: Hilbert space, passed as ``hilbert=`` if ``cls`` has that field and
+            ``kwargs`` does not set it.
+        kwargs: keyword arguments from the ``[model]`` table (without ``kind``).
+        label: how to name the model in error messages.
+    Returns:
+        The module instance.
+    Raises:
+        ValueError: unknown keyword (lists the fields), unknown dtype name, or any
+            error the constructor raises.
+    """
+    fields = module_fields(cls)
+    unknown = sorted(set(kwargs) - set(fields))
+    if unknown:
+        raise ValueError(
+            f"model {label!r}: unknown argument(s) {', '.join(unknown)}; "
+            f"accepted: {', '.join(fields) or '(none)'}"
+        )
+    kwargs = {k: _to_static(v) for k, v in kwargs.items()}
+    for key in _DTYPE_FIELDS:
+        value = kwargs.get(key)
+        if isinstance(value, str):
+            if value not in DTYPES:
+                raise ValueError(
+                    f"model {label!r}: {key} = {value!r}; "
+                    f"expected one of {', '.join(DTYPES)}"
+                )
+            kwargs[key] = DTYPES[value]
+    if "hilbert" in fields and "hilbert" not in kwargs:
+        kwargs["hilbert"] = hilbert
+    try:
+        return cls(**kwargs)
+    except Exception as exc:
+        raise ValueError(f"model {label!r}: {_one_line(exc)}") from exc
+
+
+def check_model(model: nn.Module, hilbert, key: jax.Array) -> dict:
+    """Initialise ``model`` on 3 random valid configurations and check its output.
+
+    Args:
+        model: Flax module.
+        hilbert: Hilbert space providing ``n_sites`` and ``random_states``.
+        key: PRNG key.
+    Returns:
+        The variables ``model.init`` produced (``{"params": ...}``).
+    Raises:
+        ValueError: if init/apply fails, or the output is not a (3,) real or complex
+            floating array, or it is not finite.
+    """
+    label = type(model).__name__
+    k_states, k_init = jax.random.split(key)
+    sigma = hilbert.random_states(k_states, 3)
+    try:
+        variables = model.init(k_init, sigma)
+        log_psi = model.apply(variables, sigma)
+    except Exception as exc:
+        raise ValueError(
+            f"model {label}: failed on a batch of configurations of shape "
+            f"{tuple(sigma.shape)} int8: {_one_line(exc)}"
+        ) from exc
+    shape = getattr(log_psi, "shape", None)
+    if shape != (3,):
+        raise ValueError(
+            f"model {label}: returned shape {shape} for a batch of 3 configurations; "
+            "expected (3,) log-amplitudes (one per configuration)"
+        )
+    if not jnp.issubdtype(log_psi.dtype, jnp.inexact):
+        raise ValueError(
+            f"model {label}: returned dtype {log_psi.dtype}; expected a real or "
+            "complex floating log-amplitude"
+        )
+    if not bool(jnp.all(jnp.isfinite(log_psi))):
+        raise ValueError(
+            f"model {label}: log-amplitudes at initialisation are not finite "
+            f"({log_psi}); reduce the initial parameter scale"
+        )
+    return variables

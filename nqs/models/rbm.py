@@ -1,0 +1,94 @@
+"""Restricted Boltzmann machine with the hidden units traced out.
+
+log psi(sigma) = a . sigma + sum_j log cosh(b_j + W_j . sigma)
+(G. Carleo and M. Troyer, Science 355, 602 (2017)); the constant ``n_hidden * log 2``
+of ``log prod_j 2 cosh`` is dropped.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+_LOG2 = float(np.log(2.0))
+
+
+def log_cosh(x: jax.Array) -> jax.Array:
+    """log cosh(x), safe from overflow for real and complex x.
+
+    Real: |x| + log1p(exp(-2|x|)) - log 2. Complex: with w = ±x chosen so that
+    Re w >= 0 (cosh is even), log cosh x = w + log1p(exp(-2w)) - log 2, where
+    |exp(-2w)| <= 1. The imaginary part is defined modulo 2 pi.
+
+    Args:
+        x: (...) float or complex array.
+    Returns:
+        (...) array of the same dtype.
+    """
+    if jnp.iscomplexobj(x):
+        w = jnp.where(x.real < 0, -x, x)
+        return w + jnp.log1p(jnp.exp(-2.0 * w)) - _LOG2
+    ax = jnp.abs(x)
+    return ax + jnp.log1p(jnp.exp(-2.0 * ax)) - _LOG2
+
+
+def n_hidden_units(alpha: float, n_sites: int) -> int:
+    """Number of hidden units ``round(alpha * n_sites)``; raises if it is below 1."""
+    n = int(round(alpha * n_sites))
+    if n < 1:
+        raise ValueError(f"alpha={alpha} gives {n} hidden units on {n_sites} sites")
+    return n
+
+
+class RBM(nn.Module):
+    """RBM: log psi = a.sigma + sum_j log cosh(b_j + W_j.sigma).
+
+    Parameters (``n_hidden = round(alpha * n_sites)``): ``kernel`` (n_sites, n_hidden),
+    ``hidden_bias`` (n_hidden,), ``visible_bias`` (n_sites,); all initialised from a
+    normal distribution of standard deviation ``kernel_scale`` (complex normal for a
+    complex ``param_dtype``), so a fresh RBM is close to the uniform state.
+
+    Attributes:
+        alpha: hidden-unit density.
+        use_visible_bias: include ``a``.
+        use_hidden_bias: include ``b``.
+        param_dtype: storage dtype, float64 (real amplitudes) or complex128.
+        dtype: compute dtype; None means ``param_dtype``.
+        kernel_scale: standard deviation of the initial parameters.
+    """
+
+    alpha: float = 1.0
+    use_visible_bias: bool = True
+    use_hidden_bias: bool = True
+    param_dtype: Any = jnp.float64
+    dtype: Any = None
+    kernel_scale: float = 0.01
+
+    @nn.compact
+    def __call__(self, sigma: jax.Array) -> jax.Array:
+        """Log-amplitudes.
+
+        Args:
+            sigma: (..., n_sites) int8 configurations.
+        Returns:
+            (...) log psi, dtype ``dtype`` (float64 or complex128 by default).
+        """
+        dtype = self.param_dtype if self.dtype is None else self.dtype
+        n_sites = sigma.shape[-1]
+        n_hidden = n_hidden_units(self.alpha, n_sites)
+        init = nn.initializers.normal(self.kernel_scale)
+        x = jnp.asarray(sigma, dtype)
+        kernel = self.param("kernel", init, (n_sites, n_hidden), self.param_dtype)
+        theta = x @ jnp.asarray(kernel, dtype)
+        if self.use_hidden_bias:
+            b = self.param("hidden_bias", init, (n_hidden,), self.param_dtype)
+            theta = theta + jnp.asarray(b, dtype)
+        log_psi = jnp.sum(log_cosh(theta), axis=-1)
+        if self.use_visible_bias:
+            a = self.param("visible_bias", init, (n_sites,), self.param_dtype)
+            log_psi = log_psi + x @ jnp.asarray(a, dtype)
+        return log_psi

@@ -1,0 +1,451 @@
+"""Ansätze against independent numpy formulas; custom-model loading and its errors."""
+
+import sys
+import textwrap
+from pathlib import Path
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from nqs import models
+from nqs.hilbert import Fock, Spin
+from nqs.models import FFN, RBM, Jastrow, LogStateVector, log_cosh
+
+REPO = Path(__file__).resolve().parents[1]
+KEY = jax.random.PRNGKey(0)
+
+
+def random_params(variables, seed, scale, complex_=False):
+    """Replace every leaf by N(0, scale^2) numbers (complex if asked)."""
+    rng = np.random.default_rng(seed)
+
+    def draw(leaf):
+        z = rng.normal(scale=scale, size=leaf.shape)
+        if complex_:
+            z = z + 1j * rng.normal(scale=scale, size=leaf.shape)
+        return jnp.asarray(z, leaf.dtype)
+
+    return jax.tree.map(draw, variables)
+
+
+def spins(seed, n_batch, n_sites):
+    rng = np.random.default_rng(seed)
+    return jnp.asarray(rng.choice([-1, 1], size=(n_batch, n_sites)), jnp.int8)
+
+
+# -- log cosh --
+
+
+def test_log_cosh_matches_numpy_and_is_safe():
+    x = np.linspace(-20, 20, 81)
+    np.testing.assert_allclose(log_cosh(jnp.asarray(x)), np.log(np.cosh(x)), atol=1e-13)
+    z = x[:, None] * 0.3 + 1j * np.linspace(-3, 3, 7)[None, :]
+    got = np.asarray(log_cosh(jnp.asarray(z)))
+    # compare exp(): the imaginary part of a complex log is defined modulo 2 pi
+    np.testing.assert_allclose(np.exp(got), np.cosh(z), rtol=1e-12)
+    big = jnp.asarray([800.0, -800.0])
+    np.testing.assert_allclose(log_cosh(big), 800 - np.log(2), rtol=1e-15)
+    zbig = jnp.asarray([800.0 + 0.5j, -800.0 + 0.5j])
+    got = np.asarray(log_cosh(zbig))
+    assert np.all(np.isfinite(got))
+    np.testing.assert_allclose(got.real, 800 - np.log(2), rtol=1e-15)
+    np.testing.assert_allclose(np.exp(1j * got.imag), np.exp([0.5j, -0.5j]), atol=1e-12)
+    # derivative is tanh (holomorphic), also far out
+    grad = jax.grad(lambda t: log_cosh(t).real)(jnp.asarray(3.0))
+    np.testing.assert_allclose(grad, np.tanh(3.0), rtol=1e-14)
+
+
+# -- RBM --
+
+
+def rbm_numpy(params, sigma):
+    s = np.asarray(sigma, dtype=float)
+    theta = s @ np.asarray(params["kernel"]) + np.asarray(params["hidden_bias"])
+    return s @ np.asarray(params["visible_bias"]) + np.sum(np.log(np.cosh(theta)), -1)
+
+
+@pytest.mark.parametrize("dtype", ["float64", "complex128"])
+def test_rbm_matches_numpy(dtype):
+    n_sites = 7
+    model = models.build("rbm", Spin(n_sites), alpha=2, param_dtype=dtype)
+    sigma = spins(1, 11, n_sites)
+    variables = model.init(KEY, sigma)
+    is_complex = dtype == "complex128"
+    variables = random_params(variables, 2, 0.4, complex_=is_complex)
+    got = np.asarray(model.apply(variables, sigma))
+    expected = rbm_numpy(variables["params"], sigma)
+    assert got.dtype == np.dtype(dtype)
+    if is_complex:
+        np.testing.assert_allclose(got.real, expected.real, rtol=1e-12)
+        np.testing.assert_allclose(np.exp(1j * got.imag), np.exp(1j * expected.imag))
+    else:
+        np.testing.assert_allclose(got, expected, rtol=1e-12)
+
+
+@pytest.mark.parametrize("alpha", [1, 2])
+def test_rbm_parameter_count(alpha):
+    n = 9
+    variables = models.init_params(RBM(alpha=alpha), Spin(n), KEY)
+    n_params = sum(x.size for x in jax.tree.leaves(variables))
+    assert n_params == n + alpha * n + alpha * n * n
+    no_bias = RBM(alpha=alpha, use_visible_bias=False, use_hidden_bias=False)
+    variables = models.init_params(no_bias, Spin(n), KEY)
+    assert sum(x.size for x in jax.tree.leaves(variables)) == alpha * n * n
+
+
+# -- Jastrow --
+
+
+@pytest.mark.parametrize("dtype", ["float64", "complex128"])
+@pytest.mark.parametrize(
+    "hilbert", [Spin(6), Fock(5, n_max=3)], ids=["spin-6", "fock-5"]
+)
+def test_jastrow_matches_numpy(hilbert, dtype):
+    n = hilbert.n_sites
+    model = models.build("jastrow", hilbert, param_dtype=dtype)
+    sigma = hilbert.random_states(jax.random.PRNGKey(3), 10)
+    variables = random_params(model.init(KEY, sigma), 4, 0.3, dtype == "complex128")
+    w_flat = np.asarray(variables["params"]["kernel"])
+    assert w_flat.size == n * (n + 1) // 2
+    expected = np.zeros(sigma.shape[0], dtype=w_flat.dtype)
+    s = np.asarray(sigma, dtype=float)
+    k = 0
+    for i in range(n):
+        for j in range(i, n):
+            expected += w_flat[k] * s[:, i] * s[:, j]
+            k += 1
+    np.testing.assert_allclose(model.apply(variables, sigma), expected, rtol=1e-12)
+
+
+def test_jastrow_without_diagonal_is_symmetric_form():
+    n = 5
+    model = Jastrow(use_diagonal=False)
+    sigma = spins(5, 8, n)
+    variables = random_params(model.init(KEY, sigma), 6, 0.5)
+    w = np.zeros((n, n))
+    w[np.triu_indices(n, 1)] = variables["params"]["kernel"]
+    w_sym = (w + w.T) / 2
+    s = np.asarray(sigma, float)
+    expected = np.einsum("bi,ij,bj->b", s, w_sym, s)
+    np.testing.assert_allclose(model.apply(variables, sigma), expected, rtol=1e-12)
+
+
+# -- FFN --
+
+
+def test_ffn_matches_numpy():
+    n = 6
+    model = FFN(widths=(8, 5), activation="tanh")
+    sigma = spins(7, 4, n)
+    variables = random_params(model.init(KEY, sigma), 8, 0.5)
+    p = variables["params"]
+    h = np.asarray(sigma, float)
+    for name in ("dense_0", "dense_1"):
+        h = np.tanh(h @ np.asarray(p[name]["kernel"]) + np.asarray(p[name]["bias"]))
+    expected = h @ np.asarray(p["head"]["kernel"])[:, 0]
+    np.testing.assert_allclose(model.apply(variables, sigma), expected, rtol=1e-12)
+
+
+@pytest.mark.parametrize(
+    "kwargs, dtype",
+    [
+        ({}, jnp.float64),
+        ({"param_dtype": "complex128"}, jnp.complex128),
+        ({"phase": True}, jnp.complex128),
+        ({"activation": "relu", "param_dtype": "complex128"}, jnp.complex128),
+        ({"activation": "selu", "alpha": [1, 0.5]}, jnp.float64),
+    ],
+    ids=["real", "complex", "phase", "complex-relu", "selu-2layers"],
+)
+def test_ffn_shapes_and_dtypes(kwargs, dtype):
+    n = 8
+    model = models.build("ffn", Spin(n), **kwargs)
+    sigma = spins(9, 6, n).reshape(2, 3, n)
+    variables = model.init(KEY, sigma)
+    log_psi = model.apply(variables, sigma)
+    assert log_psi.shape == (2, 3)
+    assert log_psi.dtype == dtype
+    np.testing.assert_allclose(log_psi[1], model.apply(variables, sigma[1]))
+    if "alpha" in kwargs:
+        assert variables["params"]["dense_1"]["kernel"].shape == (8, 4)
+
+
+def test_ffn_phase_heads():
+    model = FFN(widths=(4,), phase=True, activation="gelu")
+    sigma = spins(10, 5, 4)
+    variables = random_params(model.init(KEY, sigma), 11, 0.5)
+    p = variables["params"]
+    h = np.asarray(sigma, float) @ p["dense_0"]["kernel"] + p["dense_0"]["bias"]
+    h = np.asarray(jax.nn.gelu(jnp.asarray(h)))
+    expected = h @ p["head"]["kernel"][:, 0] + 1j * (
+        h @ p["phase_head"]["kernel"][:, 0]
+    )
+    np.testing.assert_allclose(model.apply(variables, sigma), expected, rtol=1e-12)
+
+
+def test_ffn_bad_options():
+    with pytest.raises(ValueError, match="activation 'swish'"):
+        models.build("ffn", Spin(4), activation="swish")
+    with pytest.raises(ValueError, match="phase=True"):
+        models.build("ffn", Spin(4), phase=True, param_dtype="complex128")
+
+
+# -- all built-ins --
+
+
+BIG = [
+    ("rbm", {}),
+    ("rbm", {"param_dtype": "complex128", "alpha": 2}),
+    ("jastrow", {}),
+    ("ffn", {}),
+    ("ffn", {"param_dtype": "complex128"}),
+    ("ffn", {"phase": True, "activation": "relu", "widths": [400, 400]}),
+]
+
+
+@pytest.mark.parametrize(
+    "kind, kwargs", BIG, ids=[f"{k}-{i}" for i, (k, _) in enumerate(BIG)]
+)
+def test_fresh_models_on_200_sites_are_moderate(kind, kwargs):
+    hilbert = Spin(200)
+    model = models.build(kind, hilbert, **kwargs)
+    variables = models.check_model(model, hilbert, KEY)
+    log_psi = model.apply(variables, hilbert.random_states(jax.random.PRNGKey(1), 64))
+    assert bool(jnp.all(jnp.isfinite(log_psi)))
+    assert float(jnp.max(jnp.abs(log_psi))) < 10.0
+    # the amplitudes are not all the same number either
+    assert float(jnp.std(log_psi)) > 1e-3
+
+
+@pytest.mark.parametrize("kind", ["rbm", "jastrow", "ffn"])
+def test_complex_param_dtype_gives_complex_params(kind):
+    variables = models.init_params(
+        models.build(kind, Spin(5), param_dtype="complex128"), Spin(5), KEY
+    )
+    leaves = jax.tree.leaves(variables)
+    assert leaves and all(x.dtype == jnp.complex128 for x in leaves)
+    kernels = [
+        x
+        for path, x in jax.tree_util.tree_leaves_with_path(variables)
+        if "bias" not in jax.tree_util.keystr(path)
+    ]
+    assert kernels and all(float(jnp.max(jnp.abs(x.imag))) > 0 for x in kernels)
+
+
+@pytest.mark.parametrize("kind", ["rbm", "jastrow", "ffn", "logstate"])
+def test_apply_is_traced_once(kind):
+    hilbert = Spin(6)
+    model = models.build(kind, hilbert)
+    n_traces = 0
+
+    def f(variables, sigma):
+        nonlocal n_traces
+        n_traces += 1
+        return model.apply(variables, sigma)
+
+    f_jit = jax.jit(f)
+    for seed in range(3):
+        key = jax.random.PRNGKey(seed)
+        variables = random_params(models.init_params(model, hilbert, key), seed, 0.1)
+        f_jit(variables, hilbert.random_states(key, 16))
+    assert n_traces == 1
+    # equal modules hash equally, so a rebuilt model is the same static argument
+    assert hash(models.build(kind, hilbert)) == hash(model)
+
+
+# -- LogStateVector --
+
+
+@pytest.mark.parametrize(
+    "hilbert",
+    [Spin(6, total_sz=0), Spin(3, s=1), Fock(3, n_max=2, n_particles=3)],
+    ids=["spin-sz0", "spin1", "fock"],
+)
+def test_log_state_vector_is_theta(hilbert):
+    model = models.build("log_state_vector", hilbert, param_dtype="complex128")
+    variables = models.init_params(model, hilbert, KEY)
+    theta = variables["params"]["theta"]
+    assert theta.shape == (hilbert.n_states,)
+    assert float(jnp.max(jnp.abs(theta))) == 0.0  # default: uniform state
+    variables = random_params(variables, 12, 1.0, complex_=True)
+    theta = np.asarray(variables["params"]["theta"])
+    basis = hilbert.all_states()
+    got = jax.jit(model.apply)(variables, jnp.asarray(basis))
+    np.testing.assert_array_equal(np.asarray(got), theta)
+    perm = np.random.default_rng(0).permutation(len(basis))
+    got = model.apply(variables, jnp.asarray(basis[perm]))
+    np.testing.assert_array_equal(np.asarray(got), theta[perm])
+
+
+def test_log_state_vector_outside_basis_is_zero_amplitude():
+    hilbert = Spin(4, total_sz=0)
+    model = LogStateVector(hilbert, init_scale=0.1)
+    variables = models.init_params(model, hilbert, KEY)
+    sigma = jnp.asarray([[1, 1, 1, 1], [1, -1, 1, -1]], jnp.int8)
+    log_psi = model.apply(variables, sigma)
+    assert float(log_psi[0]) == -np.inf
+    assert np.isfinite(float(log_psi[1]))
+
+
+# -- custom models --
+
+CUSTOM = """
+import flax.linen as nn
+import jax.numpy as jnp
+from typing import Any
+
+
+class Product(nn.Module):
+    param_dtype: Any = jnp.float64
+    scale: float = 1.0
+
+    @nn.compact
+    def __call__(self, sigma):
+        w = self.param("w", nn.initializers.ones, (sigma.shape[-1],), self.param_dtype)
+        return self.scale * (sigma.astype(self.param_dtype) @ w)
+
+
+class WithHilbert(nn.Module):
+    hilbert: Any
+
+    @nn.compact
+    def __call__(self, sigma):
+        b = self.param("b", nn.initializers.zeros, (self.hilbert.n_sites,))
+        return sigma @ b
+
+
+class BadShape(nn.Module):
+    @nn.compact
+    def __call__(self, sigma):
+        return nn.Dense(1)(sigma.astype(float))
+
+
+class IntOutput(nn.Module):
+    @nn.compact
+    def __call__(self, sigma):
+        return jnp.sum(sigma, axis=-1)
+
+
+class NanOutput(nn.Module):
+    @nn.compact
+    def __call__(self, sigma):
+        b = self.param("b", nn.initializers.zeros, (1,))
+        return jnp.log(b - 1.0)[0] + jnp.zeros(sigma.shape[:-1])
+
+
+NOT_A_MODULE = 3
+"""
+
+
+@pytest.fixture
+def custom_file(tmp_path):
+    path = tmp_path / "my_ansatz.py"
+    path.write_text(textwrap.dedent(CUSTOM))
+    return path
+
+
+def test_custom_from_relative_and_absolute_path(custom_file, monkeypatch):
+    hilbert = Spin(4)
+    monkeypatch.chdir(custom_file.parent)
+    for spec in (f"{custom_file.name}:Product", f"{custom_file}:Product"):
+        model = models.build(spec, hilbert, param_dtype="complex128", scale=[2.0][0])
+        assert model.param_dtype == jnp.complex128
+        variables = models.check_model(model, hilbert, KEY)
+        sigma = spins(13, 5, 4)
+        np.testing.assert_allclose(
+            model.apply(variables, sigma), 2.0 * np.sum(np.asarray(sigma), -1)
+        )
+    model = models.build(f"{custom_file.name}:WithHilbert", hilbert)
+    assert model.hilbert == hilbert
+
+
+def test_custom_from_module_spec(custom_file, monkeypatch):
+    monkeypatch.syspath_prepend(str(custom_file.parent))
+    monkeypatch.delitem(sys.modules, "my_ansatz", raising=False)
+    model = models.build("my_ansatz:Product", Spin(3), scale=0.5)
+    assert type(model).__name__ == "Product" and model.scale == 0.5
+    assert isinstance(models.build("nqs.models.rbm:RBM", Spin(3), alpha=2), RBM)
+
+
+def test_example_custom_ansatz_from_configs(monkeypatch):
+    monkeypatch.chdir(REPO)
+    hilbert = Spin(10, total_sz=0)
+    model = models.build("configs/custom_ansatz.py:ModulusPhaseRBM", hilbert, alpha=2)
+    variables = models.check_model(model, hilbert, KEY)
+    p = random_params(variables, 14, 0.3)["params"]
+    sigma = hilbert.random_states(jax.random.PRNGKey(2), 7)
+    s = np.asarray(sigma, float)
+
+    def part(name):
+        theta = s @ np.asarray(p[name]["kernel"]) + np.asarray(p[name]["bias"])
+        return np.sum(np.log(np.cosh(theta)), -1)
+
+    expected = part("modulus") + 1j * part("phase")
+    got = model.apply({"params": p}, sigma)
+    np.testing.assert_allclose(got, expected, rtol=1e-12)
+
+
+@pytest.mark.parametrize(
+    "spec, kwargs, message",
+    [
+        ("cnn", {}, "unknown model kind 'cnn'; built-ins are rbm, jastrow, ffn"),
+        ("no_such_file.py:X", {}, "file not found"),
+        ("{dir}/broken.py:X", {}, "importing .*broken.py failed: ZeroDivisionError"),
+        ("no_such_pkg.mod:X", {}, "importing module 'no_such_pkg.mod' failed"),
+        ("{dir}/my_ansatz.py:Missing", {}, "has no attribute 'Missing'"),
+        ("{dir}/my_ansatz.py:NOT_A_MODULE", {}, "not a flax.linen.Module subclass"),
+        ("rbm", {"alpah": 2}, "unknown argument.* alpah; accepted: alpha, use_visible"),
+        ("{dir}/my_ansatz.py:Product", {"sclae": 1}, "accepted: param_dtype, scale"),
+        ("rbm", {"param_dtype": "float16"}, "param_dtype = 'float16'; expected one"),
+        ("rbm:", {}, "expected 'package.module:Class'"),
+    ],
+    ids=[
+        "unknown-builtin",
+        "missing-file",
+        "import-error",
+        "missing-module",
+        "missing-attribute",
+        "not-a-module",
+        "unknown-kwarg",
+        "unknown-kwarg-custom",
+        "bad-dtype",
+        "malformed",
+    ],
+)
+def test_build_errors(custom_file, spec, kwargs, message):
+    (custom_file.parent / "broken.py").write_text("x = 1 / 0\n")
+    with pytest.raises(ValueError, match=message):
+        models.build(spec.format(dir=custom_file.parent), Spin(4), **kwargs)
+
+
+@pytest.mark.parametrize(
+    "cls, message",
+    [
+        ("BadShape", r"returned shape \(3, 1\) for a batch of 3"),
+        ("IntOutput", "returned dtype int"),
+        ("NanOutput", "not finite"),
+    ],
+)
+def test_check_model_errors(custom_file, cls, message):
+    model = models.build(f"{custom_file}:{cls}", Spin(4))
+    with pytest.raises(ValueError, match=message):
+        models.check_model(model, Spin(4), KEY)
+
+
+def test_check_model_reports_failing_call():
+    class Broken(nn.Module):
+        @nn.compact
+        def __call__(self, sigma):
+            return sigma @ jnp.ones(3)  # wrong size on 4 sites
+
+    with pytest.raises(ValueError, match=r"model Broken: failed .* \(3, 4\)"):
+        models.check_model(Broken(), Spin(4), KEY)
+
+
+def test_toml_lists_become_tuples():
+    model = models.build("ffn", Spin(4), widths=[3, 2])
+    assert model.widths == (3, 2)
+    hash(model)
