@@ -4,9 +4,9 @@
 states: each connection's basis index comes from block ranking tables (the sites are
 split into a few blocks of at most 2^12 local configurations; the index is a sum of one
 table entry per block), so no connected configuration is ever materialised.
-``ground_state`` uses a two-pass Lanczos iteration for the lowest state (no dense BLAS
-calls, which stall on busy machines), scipy's ``eigsh`` for several states and dense
-``eigh`` for tiny spaces.
+``ground_state`` uses deflated two-pass Lanczos iterations for a few low states (no
+threaded BLAS calls, which stall on busy machines), scipy's ``eigsh`` for many states
+and dense ``eigh`` for tiny spaces.
 """
 
 from __future__ import annotations
@@ -25,6 +25,7 @@ from nqs.operator import LocalOperator, connections
 
 DEFAULT_MAX_STATES = 40_000_000
 _DENSE_LIMIT = 200  # spaces smaller than this are diagonalised densely
+_LANCZOS_MAX_K = 8  # more states use scipy's eigsh
 _BLOCK_BITS = 12  # at most 2^12 local configurations per ranking block
 _INT64_CAP = 2**62
 
@@ -252,29 +253,37 @@ def _dot(a: np.ndarray, b: np.ndarray):
     return np.einsum("i,i->", a.conj() if np.iscomplexobj(a) else a, b)
 
 
-def _lanczos_pass(matrix, v0, n_iter, coeffs=None, tol=1e-9):
-    """Lanczos recurrence from ``v0``; returns (alphas, betas, vector).
+def _lanczos_pass(matrix, v0, n_iter, found, coeffs=None, tol=1e-9):
+    """Lanczos recurrence from ``v0`` on the complement of the ``found`` vectors.
 
-    Runs until the lowest Ritz pair has residual below ``tol * max(1, |E|)`` (or
-    ``n_iter`` steps). With ``coeffs`` (a Ritz vector of an earlier pass with the
-    same ``v0``), instead returns ``sum_j coeffs[j] v_j``.
+    Without ``coeffs``: runs until the lowest Ritz pair has residual below
+    ``tol * max(1, |E|)`` (or ``n_iter`` steps) and returns the tridiagonal
+    (alphas, betas). With ``coeffs`` (the Ritz vector of an earlier pass from the
+    same ``v0``): rebuilds the same basis and returns ``sum_j coeffs[j] v_j``.
     """
-    v = v0 / np.sqrt(_dot(v0, v0).real)
+
+    def project(x):
+        for q in found:
+            x -= _dot(q, x) * q
+        return x
+
+    v = project(v0.copy())
+    v /= np.sqrt(_dot(v, v).real)
     v_prev = np.zeros_like(v)
     alphas, betas, beta = [], [], 0.0
-    out = None if coeffs is None else np.zeros_like(v)
+    out = np.zeros_like(v)
     for j in range(n_iter):
-        if out is not None:
+        if coeffs is not None:
             out += coeffs[j] * v
             if j == len(coeffs) - 1:
-                break
-        w = matrix @ v
+                return out
+        w = project(matrix @ v)
         alpha = _dot(v, w).real
         w -= alpha * v
         w -= beta * v_prev
         beta = np.sqrt(_dot(w, w).real)
         alphas.append(alpha)
-        if out is None and (j >= 4 or beta < 1e-12):
+        if coeffs is None and (j >= 4 or beta < 1e-12):
             energies, vecs = scipy.linalg.eigh_tridiagonal(
                 np.array(alphas), np.array(betas), select="i", select_range=(0, 0)
             )
@@ -284,26 +293,35 @@ def _lanczos_pass(matrix, v0, n_iter, coeffs=None, tol=1e-9):
             break
         betas.append(beta)
         v_prev, v = v, w / beta
-    return np.array(alphas), np.array(betas), out
+    return np.array(alphas), np.array(betas)
 
 
-def _lanczos_ground(matrix, max_iter: int = 2000, seed: int = 0):
-    """Lowest eigenpair by two Lanczos passes (no stored basis, no reorthogonalisation).
+def _lanczos_lowest(matrix, k: int, max_iter: int = 3000, seed: int = 0):
+    """Lowest ``k`` eigenpairs by deflated two-pass Lanczos.
 
-    Stopping at convergence of the lowest Ritz pair keeps spurious copies away; the
-    second pass rebuilds the same basis to assemble the Ritz vector.
+    Each state is the lowest eigenpair of H on the complement of those found before.
+    A pass stores no basis and does not reorthogonalise; stopping as soon as the lowest
+    Ritz pair converges keeps spurious copies away, and a second pass from the same
+    start vector rebuilds the basis to assemble the Ritz vector.
     """
     n = matrix.shape[0]
-    v0 = np.asarray(jax.random.normal(jax.random.key(seed), (n,), jnp.float64))
-    v0 = v0.astype(np.result_type(matrix.dtype, np.float64))
-    alphas, betas, _ = _lanczos_pass(matrix, v0, min(max_iter, n))
-    _, vecs = scipy.linalg.eigh_tridiagonal(
-        alphas, betas[: len(alphas) - 1], select="i", select_range=(0, 0)
-    )
-    *_, psi = _lanczos_pass(matrix, v0, len(alphas), coeffs=vecs[:, 0])
-    psi /= np.sqrt(_dot(psi, psi).real)
-    energy = _dot(psi, matrix @ psi).real
-    return np.array([energy]), psi[:, None]
+    dtype = np.result_type(matrix.dtype, np.float64)
+    keys = jax.random.split(jax.random.key(seed), k)
+    found, energies = [], []
+    for key in keys:
+        v0 = np.asarray(jax.random.normal(key, (n,), jnp.float64)).astype(dtype)
+        alphas, betas = _lanczos_pass(matrix, v0, min(max_iter, n), found)
+        _, vecs = scipy.linalg.eigh_tridiagonal(
+            alphas, betas[: len(alphas) - 1], select="i", select_range=(0, 0)
+        )
+        psi = _lanczos_pass(matrix, v0, len(alphas), found, coeffs=vecs[:, 0])
+        for q in found:  # remove the rounding-level overlap with earlier states
+            psi -= _dot(q, psi) * q
+        psi /= np.sqrt(_dot(psi, psi).real)
+        found.append(psi)
+        energies.append(_dot(psi, matrix @ psi).real)
+    order = np.argsort(energies)
+    return np.array(energies)[order], np.stack(found, axis=1)[:, order]
 
 
 def ground_state(
@@ -332,8 +350,8 @@ def ground_state(
         dense = matrix.toarray() if scipy.sparse.issparse(matrix) else matrix
         energies, vectors = np.linalg.eigh(dense)
         return energies[:k], vectors[:, :k]
-    if k == 1:
-        return _lanczos_ground(matrix)
+    if k <= _LANCZOS_MAX_K:
+        return _lanczos_lowest(matrix, k)
     energies, vectors = scipy.sparse.linalg.eigsh(matrix, k=k, which="SA")
     order = np.argsort(energies)
     return energies[order], vectors[:, order]
