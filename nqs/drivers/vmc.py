@@ -1,0 +1,633 @@
+"""Ground-state variational Monte Carlo with stochastic reconfiguration.
+
+One iteration is one jitted pure function ``vmc_step(problem, state) -> (state, info)``:
+sample → local energies → energy statistics → gradient (SR-preconditioned or plain)
+→ optax update → safety checks, with no host round trip. ``run`` is the host loop
+around it: HDF5 log, checkpoints, progress reports, resume.
+
+Safety (all inside the step, with ``jnp.where`` on pytrees):
+    * a step is *bad* if its energy estimate, gradient or update is not finite, or if
+      the energy jumps above the recent trend:
+      ``E > ema + max(jump_errors · error, jump_spread · spread, 1e-8 |ema|)``, where
+      ``ema`` and ``spread`` are exponential moving averages (weight ``ema_weight``)
+      of the accepted energies and of their absolute deviation from ``ema``; the jump
+      test is active once ``warmup`` steps were accepted;
+    * a bad energy rolls parameters and optimizer state back to the previous step's,
+      a bad update is skipped; either way the SR diagonal shift is multiplied by
+      ``shift_boost`` (decaying back by ``shift_decay`` per accepted step) and the
+      event is counted (``rejected``, ``n_rejected`` in the log);
+    * after ``max_consecutive_rejections`` bad steps in a row ``run`` stops with
+      :class:`DivergenceError` after writing the log.
+Collapse (sampler stuck, a known failure of frustrated models): flagged when the
+acceptance is below ``min_acceptance``, or R̂ above ``max_r_hat``, or the variance
+is ≈ 0 (below ``variance_tol · max(1, E²)``) while E is above the exact energy (when
+known) by more than ``max(10 · error, 1e-6 |E_exact|)``. The flag is logged per
+step (``history/collapsed``) and reported in progress and in the run summary.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import math
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+from nqs import checkpoint, vstate
+from nqs import log as logmod
+from nqs.sr import SR, choose_solver, params_to_real, sr_direction
+
+CHECKPOINT_FILE = "checkpoint.npz"
+FINAL_STATE_FILE = "final_state.npz"
+LOG_FILE = "log.h5"
+MAX_EXACT_DIMENSION = 200_000
+
+
+class DivergenceError(RuntimeError):
+    """Too many consecutive rejected steps; the log holds every step so far."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Safety:
+    """Thresholds of step rejection and collapse detection (see module docstring)."""
+
+    jump_errors: float = 10.0
+    jump_spread: float = 10.0
+    ema_weight: float = 0.1
+    warmup: int = 20
+    shift_boost: float = 10.0
+    shift_decay: float = 0.5
+    max_consecutive_rejections: int = 10
+    min_acceptance: float = 0.005
+    max_r_hat: float = 1.5
+    variance_tol: float = 1e-10
+
+
+@dataclasses.dataclass(frozen=True)
+class VMCProblem:
+    """Static description of a VMC run (hashable: a static jit argument).
+
+    Attributes:
+        model: Flax module; apply maps (b, n_sites) int8 to (b,) log ψ.
+        sampler: ``nqs.sampler`` sampler (MetropolisSampler / ExactSampler).
+        hamiltonian: ``LocalOperator``.
+        optimizer: optax GradientTransformation.
+        sr: SR settings, or None for the plain energy gradient.
+        observables: ((name, operator), ...) measured every ``observe_every`` steps.
+        chunk_size: samples per chunk in local estimates and Jacobians (None: all).
+        observe_every: period (in steps) of the observable measurements.
+        safety: rejection and collapse thresholds.
+    """
+
+    model: Any
+    sampler: Any
+    hamiltonian: Any
+    optimizer: Any
+    sr: SR | None = SR()
+    observables: tuple[tuple[str, Any], ...] = ()
+    chunk_size: int | None = None
+    observe_every: int = 1
+    safety: Safety = Safety()
+
+
+@jax.tree_util.register_dataclass
+@dataclasses.dataclass(frozen=True)
+class VMCState:
+    """Evolving state of a VMC run; every field is a pytree (checkpointed whole).
+
+    Attributes:
+        params: model variables (what ``model.init`` returns).
+        opt_state: optax state.
+        sampler_state: ``SamplerState`` (owns the PRNG key).
+        prev_params, prev_opt_state: the previous step's, for rolling back.
+        step: () int64, number of steps done.
+        shift_multiplier: () float64, ≥ 1, raised after rejected steps.
+        n_rejected: () int64, rejected steps so far.
+        n_consecutive: () int64, current run of consecutive rejected steps.
+        n_good: () int64, accepted steps so far.
+        energy_ema, energy_spread: () float64 running trend of accepted energies.
+        exact_energy: () float64, exact ground-state energy or NaN if unknown.
+    """
+
+    params: Any
+    opt_state: Any
+    sampler_state: Any
+    prev_params: Any
+    prev_opt_state: Any
+    step: jax.Array
+    shift_multiplier: jax.Array
+    n_rejected: jax.Array
+    n_consecutive: jax.Array
+    n_good: jax.Array
+    energy_ema: jax.Array
+    energy_spread: jax.Array
+    exact_energy: jax.Array
+
+
+def init_state(
+    problem: VMCProblem, key: jax.Array, params: Any = None, exact_energy=None
+) -> VMCState:
+    """Initial state: parameters from ``model.init`` (unless given), chains, optimizer.
+
+    Args:
+        problem: the run's static description.
+        key: PRNG key (typed or raw); split into parameter and sampler keys.
+        params: optional initial variables (e.g. a previous run's final state).
+        exact_energy: optional exact ground-state energy (collapse detection).
+    """
+    k_params, k_sampler = jax.random.split(key)
+    if params is None:
+        n_sites = problem.sampler.hilbert.n_sites
+        params = problem.model.init(k_params, jnp.zeros((1, n_sites), jnp.int8))
+    opt_state = problem.optimizer.init(params)
+    sampler_state = problem.sampler.init(problem.model, params, k_sampler)
+    f64, i64 = jnp.float64, jnp.int64
+    return VMCState(
+        params=params,
+        opt_state=opt_state,
+        sampler_state=sampler_state,
+        prev_params=params,
+        prev_opt_state=opt_state,
+        step=jnp.zeros((), i64),
+        shift_multiplier=jnp.ones((), f64),
+        n_rejected=jnp.zeros((), i64),
+        n_consecutive=jnp.zeros((), i64),
+        n_good=jnp.zeros((), i64),
+        energy_ema=jnp.zeros((), f64),
+        energy_spread=jnp.zeros((), f64),
+        exact_energy=jnp.asarray(
+            np.nan if exact_energy is None else exact_energy, dtype=f64
+        ),
+    )
+
+
+def _tree_where(cond, a, b):
+    return jax.tree_util.tree_map(lambda x, y: jnp.where(cond, x, y), a, b)
+
+
+def _all_finite(tree) -> jax.Array:
+    leaves = jax.tree_util.tree_leaves(tree)
+    return jnp.all(jnp.stack([jnp.all(jnp.isfinite(x)) for x in leaves]))
+
+
+def _fresh_chain(problem: VMCProblem, params, sampler_state):
+    """Re-evaluate the chains' log-probabilities under the current parameters."""
+    power = getattr(problem.sampler, "power", 2.0)
+    log_psi = problem.model.apply(params, sampler_state.sigma)
+    log_prob = (power * jnp.real(log_psi)).astype(sampler_state.log_prob.dtype)
+    return dataclasses.replace(sampler_state, log_prob=log_prob)
+
+
+def _measure(problem: VMCProblem, params, samples) -> dict[str, jax.Array]:
+    out = {}
+    for name, op in problem.observables:
+        stats, _ = vstate.expect(problem.model, params, samples, op, problem.chunk_size)
+        out[f"{name}/mean"] = stats.mean
+        out[f"{name}/error"] = stats.error
+    return out
+
+
+_OBS_DTYPE = {"mean": jnp.complex128, "error": jnp.float64}
+
+
+def _observe(problem: VMCProblem, state: VMCState, samples):
+    """Observables every ``observe_every`` steps, NaN otherwise (lax.cond)."""
+    if not problem.observables:
+        return {}
+
+    def measure():
+        out = _measure(problem, state.params, samples)
+        return {k: v.astype(_OBS_DTYPE[k.rsplit("/", 1)[1]]) for k, v in out.items()}
+
+    def skip():
+        return {
+            f"{name}/{field}": jnp.full((), jnp.nan, dtype)
+            for name, _ in problem.observables
+            for field, dtype in _OBS_DTYPE.items()
+        }
+
+    return jax.lax.cond(state.step % problem.observe_every == 0, measure, skip)
+
+
+@functools.partial(jax.jit, static_argnums=0)
+def vmc_step(problem: VMCProblem, state: VMCState) -> tuple[VMCState, dict]:
+    """One VMC iteration (jitted once per problem; see the module docstring).
+
+    Returns:
+        (new state, info): info holds () arrays: "energy/{mean,error,variance,
+        tau_corr,r_hat}" of the current parameters, "acceptance", "diag_shift",
+        "grad_norm", "rejected", "n_rejected", "n_consecutive", "collapsed",
+        "step" (index of this step), and "<observable>/{mean,error}".
+    """
+    sf = problem.safety
+    model, params = problem.model, state.params
+    chain = _fresh_chain(problem, params, state.sampler_state)
+    samples, chain = problem.sampler.sample(model, params, chain)
+    e_stats, e_loc = vstate.expect(
+        model, params, samples, problem.hamiltonian, problem.chunk_size
+    )
+    flat = samples.reshape(-1, samples.shape[-1])
+    if problem.sr is None:
+        direction = vstate.energy_gradient(
+            model, params, flat, e_loc, problem.chunk_size
+        )
+        g_norm = optax.global_norm(direction)
+        shift = jnp.nan
+    else:
+        direction, sr_info = sr_direction(
+            model,
+            params,
+            flat,
+            e_loc,
+            problem.sr,
+            state.step,
+            problem.chunk_size,
+            shift_multiplier=state.shift_multiplier,
+        )
+        g_norm, shift = sr_info["grad_norm"], sr_info["diag_shift"]
+    updates, opt_state = problem.optimizer.update(direction, state.opt_state, params)
+    new_params = optax.apply_updates(params, updates)
+
+    energy = jnp.real(e_stats.mean)
+    err = jnp.nan_to_num(e_stats.error, nan=0.0)
+    threshold = state.energy_ema + jnp.maximum(
+        jnp.maximum(sf.jump_errors * err, sf.jump_spread * state.energy_spread),
+        1e-8 * jnp.abs(state.energy_ema),
+    )
+    jumped = (state.n_good >= sf.warmup) & (energy > threshold)
+    bad_energy = ~jnp.isfinite(energy) | jumped
+    bad_update = ~(_all_finite(direction) & _all_finite(new_params))
+    bad = bad_energy | bad_update
+
+    # accepted: prev <- params, params <- new; bad update: keep params;
+    # bad energy: roll back to prev.
+    keep = _tree_where(bad_energy, state.prev_params, params)
+    keep_opt = _tree_where(bad_energy, state.prev_opt_state, state.opt_state)
+    w = sf.ema_weight
+    first = state.n_good == 0
+    ema = jnp.where(first, energy, state.energy_ema + w * (energy - state.energy_ema))
+    spread = jnp.where(
+        first,
+        0.0,
+        state.energy_spread + w * (jnp.abs(energy - ema) - state.energy_spread),
+    )
+    mult = jnp.where(
+        bad,
+        state.shift_multiplier * sf.shift_boost,
+        jnp.maximum(1.0, state.shift_multiplier * sf.shift_decay),
+    )
+    new_state = VMCState(
+        params=_tree_where(bad, keep, new_params),
+        opt_state=_tree_where(bad, keep_opt, opt_state),
+        sampler_state=chain,
+        prev_params=_tree_where(bad, state.prev_params, params),
+        prev_opt_state=_tree_where(bad, state.prev_opt_state, state.opt_state),
+        step=state.step + 1,
+        shift_multiplier=mult,
+        n_rejected=state.n_rejected + bad,
+        n_consecutive=jnp.where(bad, state.n_consecutive + 1, 0),
+        n_good=state.n_good + ~bad,
+        energy_ema=jnp.where(bad, state.energy_ema, ema),
+        energy_spread=jnp.where(bad, state.energy_spread, spread),
+        exact_energy=state.exact_energy,
+    )
+    acc = _acceptance(chain)
+    info = {
+        "step": state.step,
+        "energy/mean": energy,
+        "energy/error": e_stats.error,
+        "energy/variance": e_stats.variance,
+        "energy/tau_corr": e_stats.tau_corr,
+        "energy/r_hat": e_stats.r_hat,
+        "acceptance": acc,
+        "diag_shift": jnp.asarray(shift, jnp.float64),
+        "grad_norm": g_norm,
+        "rejected": bad,
+        "n_rejected": new_state.n_rejected,
+        "n_consecutive": new_state.n_consecutive,
+        "collapsed": _collapsed(sf, e_stats, acc, state.exact_energy),
+    }
+    info.update(_observe(problem, state, samples))
+    return new_state, info
+
+
+def _acceptance(chain) -> jax.Array:
+    n_chains = chain.n_accepted.shape[0]
+    return jnp.sum(chain.n_accepted) / (n_chains * chain.n_proposed)
+
+
+def _collapsed(sf: Safety, e_stats, acc, exact) -> jax.Array:
+    energy = jnp.real(e_stats.mean)
+    low_var = e_stats.variance < sf.variance_tol * jnp.maximum(1.0, energy**2)
+    above = energy - exact > jnp.maximum(10 * e_stats.error, 1e-6 * jnp.abs(exact))
+    stuck = low_var & jnp.isfinite(exact) & above
+    return (acc < sf.min_acceptance) | (e_stats.r_hat > sf.max_r_hat) | stuck
+
+
+# -- memory estimate ------------------------------------------------------------------
+
+
+def estimate_memory(problem: VMCProblem) -> int:
+    """Rough peak bytes of one step: samples, connected configurations, Jacobian, S.
+
+    Args:
+        problem: the run's static description.
+    Returns:
+        bytes (int).
+    """
+    hil = problem.sampler.hilbert
+    n_sites = hil.n_sites
+    sampler = problem.sampler
+    n = sampler.n_chains * sampler.n_samples_per_chain
+    sigma = jnp.zeros((1, n_sites), jnp.int8)
+    shapes = jax.eval_shape(problem.model.init, jax.random.key(0), sigma)
+    n_params = sum(
+        math.prod(x.shape) * (2 if jnp.issubdtype(x.dtype, jnp.complexfloating) else 1)
+        for x in jax.tree_util.tree_leaves(shapes)
+    )
+    out = jax.eval_shape(problem.model.apply, shapes, sigma)
+    cplx = jnp.issubdtype(out.dtype, jnp.complexfloating)
+    rows = n if problem.chunk_size is None else min(n, problem.chunk_size)
+    n_conn = int(problem.hamiltonian.n_conn)
+    total = n * n_sites + rows * n_conn * (n_sites + 16 + 16)
+    total += 6 * n_params * 8  # params, previous params, optimizer state
+    if problem.sr is not None:
+        m = n * (2 if cplx else 1)
+        solver = choose_solver(problem.sr, m, n_params)
+        if solver != "cg":
+            total += m * n_params * 8
+            total += (n_params**2 if solver == "dense" else m**2) * 8
+        else:
+            total += 4 * n_params * 8 + 4 * m * 8
+    else:
+        total += n * n_params * 16 // max(1, n // rows)
+    return int(total)
+
+
+def n_parameters(params) -> int:
+    """Number of real parameters (a complex entry counts twice)."""
+    return int(params_to_real(params)[0].shape[0])
+
+
+# -- host loop ------------------------------------------------------------------------
+
+
+@dataclasses.dataclass(frozen=True)
+class EarlyStop:
+    """Stop when the energy no longer improves.
+
+    Converged at step t when mean(E over the last patience/2 steps) is not lower than
+    mean(E over the patience/2 steps before) by more than ``rel_tol · |E|`` plus two
+    standard errors of that difference (rejected steps excluded).
+    """
+
+    patience: int = 100
+    rel_tol: float = 1e-5
+
+
+@dataclasses.dataclass(frozen=True)
+class RunResult:
+    """What ``run`` returns.
+
+    Attributes:
+        state: final VMCState.
+        status: "completed" | "converged".
+        n_steps: steps done in total (including earlier runs when resumed).
+        exact_energy: exact ground-state energy or None.
+        memory: estimated peak bytes per step.
+        wall_time: seconds spent in this call.
+        n_rejected: rejected steps in total.
+        n_collapsed: logged steps flagged as collapsed in this call.
+    """
+
+    state: VMCState
+    status: str
+    n_steps: int
+    exact_energy: float | None
+    memory: int
+    wall_time: float
+    n_rejected: int
+    n_collapsed: int
+
+
+def compute_exact_energy(
+    hamiltonian, max_dimension: int = MAX_EXACT_DIMENSION
+) -> float | None:
+    """Exact ground-state energy by sparse diagonalisation, None if the space is big."""
+    from nqs import exact
+
+    if int(hamiltonian.hilbert.n_states) > max_dimension:
+        return None
+    energies, _ = exact.ground_state(hamiltonian, k=1)
+    return float(np.real(energies[0]))
+
+
+def load_final_params(run_dir: str | Path, like: Any) -> Any:
+    """Final parameters a finished run saved (structured like ``like``)."""
+    return checkpoint.load(Path(run_dir) / FINAL_STATE_FILE, like)
+
+
+def _is_hermitian(op) -> bool:
+    """Sufficient test: every term matrix Hermitian and the constant real."""
+    terms = getattr(op, "terms", None)
+    if terms is None:
+        return False
+    ok = all(np.allclose(m, np.conj(m).T) for _, m in terms)
+    return ok and np.imag(getattr(op, "constant", 0.0)) == 0
+
+
+def _host_row(info: dict, real_keys: set[str]) -> dict[str, Any]:
+    row = {}
+    for key, value in jax.device_get(info).items():
+        v = np.asarray(value).item()
+        if key in real_keys or (isinstance(v, complex) and v.imag == 0):
+            v = v.real if isinstance(v, complex) else v
+        row[key] = v
+    return row
+
+
+def _converged(energies: list[float], rule: EarlyStop) -> bool:
+    half = rule.patience // 2
+    if half < 2 or len(energies) < 2 * half:
+        return False
+    new = np.asarray(energies[-half:])
+    old = np.asarray(energies[-2 * half : -half])
+    err = np.sqrt(new.var() / half + old.var() / half)
+    return new.mean() > old.mean() - rule.rel_tol * abs(new.mean()) - 2 * err
+
+
+def _open_run(
+    problem,
+    state,
+    run_dir,
+    *,
+    config_text,
+    resume,
+    exact_energy,
+    max_exact_dimension,
+    log_attrs,
+):
+    """Create or resume the run directory; returns (state, exact, wall offset)."""
+    log_path, ckpt = run_dir / LOG_FILE, run_dir / CHECKPOINT_FILE
+    if resume and ckpt.exists() and log_path.exists():
+        state = checkpoint.load(ckpt, state)
+        logmod.truncate(log_path, int(state.step))
+        data = logmod.read_log(log_path)
+        exact = data["exact"].get("energy", exact_energy)
+        wall = data["history"].get("wall_time", np.zeros(0))
+        offset = float(wall[-1]) if wall.size else 0.0
+        return state, exact, offset
+    attrs = {"n_parameters": n_parameters(state.params)}
+    attrs["n_sites"] = int(problem.sampler.hilbert.n_sites)
+    attrs.update(log_attrs or {})
+    logmod.create_log(log_path, config_text=config_text, driver="vmc", attrs=attrs)
+    exact = exact_energy
+    if exact is None:
+        exact = compute_exact_energy(problem.hamiltonian, max_exact_dimension)
+    if exact is not None:
+        logmod.write_exact(log_path, exact)
+    return state, exact, 0.0
+
+
+def run(
+    problem: VMCProblem,
+    state: VMCState,
+    run_dir: str | Path,
+    n_steps: int,
+    *,
+    config_text: str = "",
+    resume: bool = False,
+    checkpoint_every: int = 50,
+    flush_every: int = 10,
+    progress: Callable[[dict], None] | None = None,
+    exact_energy: float | None = None,
+    max_exact_dimension: int = MAX_EXACT_DIMENSION,
+    early_stop: EarlyStop | None = None,
+    log_attrs: dict | None = None,
+) -> RunResult:
+    """Run VMC until ``state.step == n_steps``, logging to ``run_dir/log.h5``.
+
+    The exact energy is computed at the start when the (constrained) Hilbert space
+    has at most ``max_exact_dimension`` states (unless given) and stored in the log.
+    Checkpoints (``checkpoint.npz``) are written atomically every ``checkpoint_every``
+    steps after flushing the log; at the end the parameters are saved to
+    ``final_state.npz`` (see :func:`load_final_params`).
+
+    Args:
+        problem: static description; ``state``: initial state (also the template
+            the checkpoint is loaded into when resuming).
+        run_dir: run directory (created if missing; an existing log is replaced
+            unless resuming).
+        n_steps: total number of steps (a resumed run continues up to it).
+        config_text: resolved TOML stored in the log.
+        resume: continue from the checkpoint in ``run_dir`` (log rows after it are
+            dropped); starts afresh if there is none.
+        checkpoint_every, flush_every: periods in steps.
+        progress: called with dicts: ``{"event": "start", "step", "n_steps",
+            "memory", "exact_energy"}``, then per step the log row plus
+            ``"event": "step"``, ``"time_per_step"`` (s), ``"n_steps"``, and finally
+            ``{"event": "end", "status", ...}``.
+        exact_energy: known exact energy (skips the diagonalisation).
+        early_stop: optional convergence criterion.
+        log_attrs: extra root attributes of a new log.
+    Returns:
+        RunResult.
+    Raises:
+        DivergenceError: ``safety.max_consecutive_rejections`` bad steps in a row
+            (the log is flushed first; the last checkpoint stays the last good one).
+    """
+    run_dir = Path(run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    memory = estimate_memory(problem)
+    state, exact, offset = _open_run(
+        problem,
+        state,
+        run_dir,
+        config_text=config_text,
+        resume=resume,
+        exact_energy=exact_energy,
+        max_exact_dimension=max_exact_dimension,
+        log_attrs=log_attrs,
+    )
+    state = dataclasses.replace(
+        state, exact_energy=jnp.asarray(np.nan if exact is None else exact, jnp.float64)
+    )
+    report = progress or (lambda record: None)
+    report(
+        {
+            "event": "start",
+            "step": int(state.step),
+            "n_steps": n_steps,
+            "memory": memory,
+            "exact_energy": exact,
+        }
+    )
+    writer = logmod.LogWriter(run_dir / LOG_FILE, flush_every)
+    ckpt = run_dir / CHECKPOINT_FILE
+    real_keys = {f"{n}/mean" for n, op in problem.observables if _is_hermitian(op)}
+    start = time.perf_counter()
+    energies: list[float] = []
+    status, n_collapsed = "completed", 0
+    step = int(state.step)
+    while step < n_steps:
+        t = time.perf_counter()
+        state, info = vmc_step(problem, state)
+        row = _host_row(info, real_keys)
+        row["wall_time"] = offset + time.perf_counter() - start
+        writer.append(row)
+        step = int(state.step)
+        n_collapsed += bool(row["collapsed"])
+        if not row["rejected"]:
+            energies.append(row["energy/mean"])
+        report(
+            {
+                **row,
+                "event": "step",
+                "n_steps": n_steps,
+                "time_per_step": time.perf_counter() - t,
+            }
+        )
+        if row["n_consecutive"] >= problem.safety.max_consecutive_rejections:
+            writer.flush()
+            raise DivergenceError(
+                f"step {row['step']}: {row['n_consecutive']} consecutive steps "
+                "rejected (non-finite or exploding energy/update); the log holds "
+                f"every step, the last checkpoint is the last good state ({ckpt})"
+            )
+        if step % checkpoint_every == 0:
+            writer.flush()
+            checkpoint.save(ckpt, state)
+        if early_stop is not None and _converged(energies, early_stop):
+            status = "converged"
+            break
+    writer.flush()
+    checkpoint.save(ckpt, state)
+    checkpoint.save(run_dir / FINAL_STATE_FILE, state.params)
+    result = RunResult(
+        state=state,
+        status=status,
+        n_steps=step,
+        exact_energy=exact,
+        memory=memory,
+        wall_time=time.perf_counter() - start,
+        n_rejected=int(state.n_rejected),
+        n_collapsed=n_collapsed,
+    )
+    report(
+        {
+            "event": "end",
+            "status": status,
+            "step": step,
+            "n_steps": n_steps,
+            "n_rejected": result.n_rejected,
+            "n_collapsed": n_collapsed,
+        }
+    )
+    return result
