@@ -278,3 +278,40 @@ def format_summary(s: Summary) -> str:
             "  settings   " + ", ".join(f"{k}={v}" for k, v in s.settings.items())
         )
     return "\n".join(lines)
+
+
+def load_run(path: str | Path) -> RunData:
+    """Read a run directory (or its ``log.h5``) through ``nqs.log.read_log``.
+
+    Raises:
+        InputError: missing path, or a file that is not an nqs log (key = the path).
+    """
+    from nqs import log
+
+    path = Path(path)
+    file = path / "log.h5" if path.is_dir() else path
+    if not file.exists():
+        raise InputError(str(file), "no such run log")
+    try:
+        data = log.read_log(file)
+    except ValueError as err:
+        raise InputError(str(file), "not an nqs log") from err
+    except OSError as err:
+        raise InputError(str(file), f"not a readable HDF5 log ({err})") from err
+    history = {k: np.asarray(v) for k, v in data["history"].items()}
+    exact = data.get("exact", {}).get("energy")
+    attrs = data["attrs"]
+    name = None
+    try:
+        import tomllib
+
+        name = tomllib.loads(attrs.get("config", "")).get("name")
+    except tomllib.TOMLDecodeError:
+        pass
+    return RunData(
+        path=file,
+        name=name or file.parent.name,
+        attrs=attrs,
+        history=history,
+        exact_energy=None if exact is None else float(exact),
+    )

@@ -21,7 +21,7 @@ from nqs.config import Config
 from nqs.errors import InputError
 
 #: Largest Hilbert-space dimension ``exact_result`` diagonalises by default.
-MAX_EXACT_DIMENSION = 20_000_000
+MAX_EXACT_DIMENSION = 40_000_000
 #: ``driver.exact = "auto"`` computes the exact energy up to this dimension.
 AUTO_EXACT_DIMENSION = 200_000
 
@@ -167,6 +167,8 @@ def optimizer(cfg: Config):
 
 def observables(cfg: Config, hil, lat) -> dict[str, Any]:
     """``{name: operator}`` of ``[observables]`` (``nqs.observables``)."""
+    if not cfg.observables:
+        return {}
     from nqs import observables as obs_mod
 
     out = {}
@@ -216,11 +218,6 @@ def memory_estimate(cfg: Config, n_params: int, n_conn: int) -> dict[str, int]:
     return est
 
 
-def exact_memory(dimension: int, n_conn: int) -> int:
-    """Bytes of a sparse Hamiltonian (complex entries, int32 columns) plus Lanczos."""
-    return dimension * (n_conn * 20 + 40 * 8)
-
-
 def exact_result(cfg: Config, max_dimension: int = MAX_EXACT_DIMENSION) -> dict:
     """Lowest eigenvalues of the config's Hamiltonian by sparse diagonalisation.
 
@@ -239,14 +236,15 @@ def exact_result(cfg: Config, max_dimension: int = MAX_EXACT_DIMENSION) -> dict:
     ham = hamiltonian(cfg, hil, lat)
     dim = int(hil.n_states)
     if dim > max_dimension:
-        gib = exact_memory(dim, ham.n_conn) / 1024**3
+        gib = exact.estimate_memory(hil, ham) / 1024**3
         raise InputError(
             "hilbert",
-            f"dimension {dim:.3g} is too large for exact diagonalisation (limit "
-            f"{max_dimension:.3g}; about {gib:.3g} GiB needed)",
+            f"dimension {dim:.4g} is too large for exact diagonalisation (limit "
+            f"{max_dimension:.4g}; about {gib:.3g} GiB needed)",
         )
     k = 2 if dim > 1 else 1
-    energies, _ = exact.ground_state(ham, k=k)
+    with as_input_error("hamiltonian"):
+        energies, _ = exact.ground_state(ham, k=k, max_states=None)
     energies = np.sort(np.real(np.asarray(energies)))
     out = {
         "energy": float(energies[0]),

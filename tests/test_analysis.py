@@ -131,3 +131,54 @@ def test_plot_quantity(tmp_path):
     with pytest.raises(analysis.InputError) as err:
         plot.plot_runs([run], tmp_path / "x.png", quantity="magnetization")
     assert err.value.key == "--quantity" and "acceptance" in err.value.message
+
+
+def test_load_run_reads_log(tmp_path):
+    """A log written through nqs.log comes back with its history and exact energy,
+    also while rows are still being appended."""
+    from nqs import log
+
+    run_dir = tmp_path / "tiny"
+    run_dir.mkdir()
+    path = run_dir / "log.h5"
+    cfg = 'name = "tiny"\n[lattice]\nkind = "chain"\nextent = [4]\n'
+    log.create_log(
+        path, config_text=cfg + '[hamiltonian]\nkind = "ising"\n', driver="vmc"
+    )
+    log.write_exact(path, -5.0)
+    rows = [
+        {
+            "step": i,
+            "wall_time": 0.1 * i,
+            "energy/mean": -4.0 - i / 10,
+            "acceptance": 0.5,
+        }
+        for i in range(6)
+    ]
+    log.append_rows(path, rows[:3])
+    run = analysis.load_run(run_dir)
+    assert run.name == "tiny" and run.exact_energy == -5.0
+    np.testing.assert_array_equal(run.history["step"], [0, 1, 2])
+    log.append_rows(path, rows[3:])
+    s = analysis.summarize(analysis.load_run(path), fraction=0.5)
+    assert (s.n_steps, s.window, s.n_sites) == (6, 3, 4)
+    assert s.energy == pytest.approx(np.mean([-4.3, -4.4, -4.5]))
+    assert s.relative_error == pytest.approx(abs(s.energy + 5.0) / 5.0)
+
+
+def test_load_run_refuses_other_files(tmp_path):
+    import h5py
+
+    other = tmp_path / "other.h5"
+    with h5py.File(other, "w") as f:
+        f.create_dataset("x", data=[1, 2])
+    text = tmp_path / "notes.txt"
+    text.write_text("hello")
+    for path, fragment in [
+        (other, "not an nqs log"),
+        (text, "not a readable HDF5"),
+        (tmp_path / "missing", "no such run"),
+    ]:
+        with pytest.raises(analysis.InputError) as err:
+            analysis.load_run(path)
+        assert str(path) in err.value.key and fragment in err.value.message
