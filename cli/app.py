@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import shutil
 import sys
 from collections.abc import Iterator
 from importlib import metadata
@@ -159,6 +160,55 @@ def exact(
         typer.echo(f"time     = {res['wall_time']:.3g} s")
 
 
+def _prepare_run_dir(run_dir: Path, resume: bool, force: bool) -> None:
+    """Refuse to clobber: an existing non-empty directory needs --resume or --force."""
+    exists = run_dir.exists() and (not run_dir.is_dir() or any(run_dir.iterdir()))
+    is_run = (run_dir / "log.h5").is_file()
+    if resume:
+        if not is_run:
+            raise InputError(str(run_dir), "nothing to resume (no log.h5 there)")
+        return
+    if not exists:
+        return
+    if not force:
+        raise InputError(
+            str(run_dir),
+            "run directory exists; use --resume to continue it or --force to "
+            "overwrite it",
+        )
+    if not is_run:
+        raise InputError(
+            str(run_dir), "exists and is not an nqs run directory; not deleting it"
+        )
+    shutil.rmtree(run_dir)
+
+
+def _check_resume_config(run_dir: Path, cfg) -> None:
+    """A resumed run must have the same config, except for the run length."""
+    from nqs import analysis
+    from nqs import config as config_mod
+
+    stored = analysis.load_run(run_dir).attrs.get("config", "")
+    try:
+        old = config_mod.to_dict(config_mod.loads(stored))
+    except InputError:
+        return
+    new = config_mod.to_dict(cfg)
+    free = {"n_steps", "checkpoint_every", "flush_every", "early_stop"}
+    for section in sorted(set(old) | set(new)):
+        a, b = old.get(section), new.get(section)
+        if isinstance(a, dict) and isinstance(b, dict):
+            for k in sorted(set(a) | set(b)):
+                if a.get(k) != b.get(k) and not (section == "driver" and k in free):
+                    raise InputError(
+                        f"{section}.{k}",
+                        f"differs from the run being resumed ({a.get(k)!r} there, "
+                        f"{b.get(k)!r} now); start a new run instead",
+                    )
+        elif a != b:
+            raise InputError(section, "differs from the run being resumed")
+
+
 RunsArg = Annotated[
     list[Path],
     typer.Argument(help="Run directories (or their log.h5 files).", show_default=False),
@@ -218,6 +268,93 @@ def plot(
         if not out.parent.is_dir():
             raise InputError(str(out), "directory does not exist")
         typer.echo(str(plot_mod.plot_runs(data, out, quantity)))
+
+
+@app.command()
+def run(
+    ctx: typer.Context,
+    config: ConfigArg,
+    out: Annotated[
+        Path | None,
+        typer.Option("-o", "--out", help="Run directory [default: runs/<name>]."),
+    ] = None,
+    set_: SetOption = None,
+    resume: Annotated[
+        bool, typer.Option("--resume", help="Continue the run in the directory.")
+    ] = False,
+    force: Annotated[
+        bool, typer.Option("--force", help="Overwrite an existing run directory.")
+    ] = False,
+    quiet: Annotated[
+        bool, typer.Option("--quiet", "-q", help="Only the final summary line.")
+    ] = False,
+) -> None:
+    """Run the driver the config names and write a run directory with log.h5.
+
+    Shows a progress bar (energy ± error, variance, acceptance, time per step) and
+    ends with a summary line. A run killed at any point continues with --resume.
+    """
+    from nqs import analysis, build
+
+    from . import progress as progress_mod
+
+    with _errors(ctx):
+        if resume and force:
+            raise InputError("--force", "cannot be combined with --resume")
+        cfg = _load(config, set_)
+        run_dir = out if out is not None else Path("runs") / cfg.name
+        prep = build.prepare(cfg)
+        _prepare_run_dir(run_dir, resume, force)
+        if resume:
+            _check_resume_config(run_dir, cfg)
+        with progress_mod.Reporter(prep, run_dir, quiet=quiet) as reporter:
+            result = build.execute(
+                prep, run_dir, resume=resume, progress=reporter.report
+            )
+        summary = analysis.summarize(analysis.load_run(run_dir))
+        typer.echo(progress_mod.final_line(summary, result))
+
+
+@app.command()
+def bench(
+    ctx: typer.Context,
+    names: Annotated[
+        list[str] | None,
+        typer.Argument(
+            help="Workloads (config stems in configs/, or TOML paths) "
+            "[default: tfim_chain heisenberg_chain].",
+            show_default=False,
+        ),
+    ] = None,
+    steps: Annotated[
+        int, typer.Option("--steps", help="Timed steps after compilation.")
+    ] = 20,
+    set_: SetOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Time the standard workloads: compile time, time per step, samples per second."""
+    from nqs import bench as bench_mod
+
+    with _errors(ctx):
+        paths = [bench_mod.resolve(n) for n in names or bench_mod.STANDARD]
+        results = []
+        for path in paths:
+            res = bench_mod.bench_config(path, steps, tuple(set_ or ()))
+            results.append(res)
+            if not as_json:
+                typer.echo(
+                    f"{res['name']:<26} {res['n_sites']:>4} sites "
+                    f"{res['n_parameters']:>7} params  compile "
+                    f"{res['compile_time']:7.2f} s  step "
+                    f"{res['time_per_step'] * 1e3:9.2f} ms  "
+                    f"{res['samples_per_second']:10.4g} samples/s"
+                )
+        if as_json:
+            typer.echo(
+                json.dumps(
+                    {"machine": bench_mod.machine(), "results": results}, indent=2
+                )
+            )
 
 
 def main() -> None:

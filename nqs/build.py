@@ -10,8 +10,9 @@ from __future__ import annotations
 import contextlib
 import math
 import time
-from collections.abc import Iterator
-from typing import Any
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -257,3 +258,132 @@ def exact_result(cfg: Config, max_dimension: int = MAX_EXACT_DIMENSION) -> dict:
         out["gap"] = float(energies[1] - energies[0])
     out["wall_time"] = time.perf_counter() - start
     return out
+
+
+class Objects(NamedTuple):
+    """Everything a config describes, built (see :func:`objects`)."""
+
+    lattice: Any
+    hilbert: Any
+    hamiltonian: Any
+    model: Any
+    sampler: Any
+    optimizer: Any
+    sr: Any
+    observables: dict[str, Any]
+
+
+def objects(cfg: Config) -> Objects:
+    """Build every object of ``cfg`` (raises ``InputError`` naming the key)."""
+    lat = lattice(cfg)
+    hil = hilbert(cfg, lat)
+    ham = hamiltonian(cfg, hil, lat)
+    return Objects(
+        lattice=lat,
+        hilbert=hil,
+        hamiltonian=ham,
+        model=model(cfg, hil),
+        sampler=sampler(cfg, hil, lat, ham),
+        optimizer=optimizer(cfg),
+        sr=sr(cfg),
+        observables=observables(cfg, hil, lat),
+    )
+
+
+def vmc_problem(cfg: Config, objs: Objects | None = None):
+    """The ``nqs.drivers.vmc.VMCProblem`` of a ``driver.kind = "vmc"`` config."""
+    from nqs.drivers import vmc
+
+    objs = objects(cfg) if objs is None else objs
+    d = cfg.driver
+    with as_input_error("driver"):
+        return vmc.VMCProblem(
+            model=objs.model,
+            sampler=objs.sampler,
+            hamiltonian=objs.hamiltonian,
+            optimizer=objs.optimizer,
+            sr=objs.sr,
+            observables=tuple(objs.observables.items()),
+            chunk_size=d.chunk_size,
+            observe_every=d.observables_every,
+            safety=vmc.Safety(**d.safety()),
+        )
+
+
+class Prepared(NamedTuple):
+    """A built VMC run, ready to start (see :func:`prepare` and :func:`execute`)."""
+
+    cfg: Config
+    objects: Objects
+    problem: Any
+    state: Any
+    n_parameters: int
+
+
+def prepare(cfg: Config) -> Prepared:
+    """Build the problem and its initial state (PRNG key from ``cfg.seed``); nothing is
+    written. Raises ``InputError`` for bad input, and for a driver not available."""
+    if cfg.driver.kind != "vmc":
+        raise InputError(
+            "driver.kind",
+            f"the {cfg.driver.kind} driver is not available yet in nqs "
+            f'{_version()}; use kind = "vmc"',
+        )
+    from nqs.drivers import vmc
+
+    objs = objects(cfg)
+    problem = vmc_problem(cfg, objs)
+    with as_input_error("model"):
+        state = vmc.init_state(problem, jax.random.key(cfg.seed))
+    return Prepared(cfg, objs, problem, state, vmc.n_parameters(state.params))
+
+
+def _version() -> str:
+    import nqs
+
+    return nqs.__version__
+
+
+def exact_limit(cfg: Config) -> int:
+    """Largest dimension for which the run computes the exact energy at start."""
+    from nqs.drivers import vmc
+
+    mode = cfg.driver.exact
+    if mode == "auto":
+        return vmc.MAX_EXACT_DIMENSION
+    return MAX_EXACT_DIMENSION if mode else 0
+
+
+def execute(
+    prep: Prepared,
+    run_dir: str | Path,
+    *,
+    resume: bool = False,
+    progress: Callable[[dict], None] | None = None,
+):
+    """Run the prepared VMC problem into ``run_dir`` (``nqs.drivers.vmc.run``).
+
+    Returns:
+        ``nqs.drivers.vmc.RunResult``.
+    """
+    from nqs import config as config_mod
+    from nqs.drivers import vmc
+
+    d = prep.cfg.driver
+    early = None
+    if d.early_stop:
+        early = vmc.EarlyStop(patience=d.patience, rel_tol=d.rel_tol)
+    return vmc.run(
+        prep.problem,
+        prep.state,
+        run_dir,
+        d.n_steps,
+        config_text=config_mod.resolved_toml(prep.cfg),
+        resume=resume,
+        checkpoint_every=d.checkpoint_every,
+        flush_every=d.flush_every,
+        progress=progress,
+        max_exact_dimension=exact_limit(prep.cfg),
+        early_stop=early,
+        log_attrs={"seed": prep.cfg.seed, "name": prep.cfg.name},
+    )

@@ -19,7 +19,12 @@ Sections (keys per ``kind``; defaults in brackets, ``!`` = required)::
               n_discard_per_chain [16], sweep_size [n_sites], power [2];
               exact: n_chains [16], n_samples [1024], power [2]
     [driver] kind [vmc]: n_steps [300], checkpoint_every [50], flush_every [10],
-              observables_every [1], chunk_size, exact [auto];
+              observables_every [1], chunk_size, exact [auto] (auto|true|false),
+              early_stop [false], patience [100], rel_tol [1e-5], and the safety
+              thresholds of nqs.drivers.vmc.Safety (jump_errors [10],
+              jump_spread [10], ema_weight [0.1], warmup [20], shift_boost [10],
+              shift_decay [0.5], max_consecutive_rejections [10],
+              min_acceptance [0.005], max_r_hat [1.5], variance_tol [1e-10]);
               tdvp: t_end!, dt!, integrator [rk4], rtol [1e-5], atol [1e-8],
               initial_state, checkpoint_every, flush_every, observables_every,
               chunk_size
@@ -129,6 +134,23 @@ class DriverConfig:
     observables_every: int = 1
     chunk_size: int | None = None
     exact: bool | str | None = None
+    early_stop: bool | None = None
+    patience: int | None = None
+    rel_tol: float | None = None
+    jump_errors: float | None = None
+    jump_spread: float | None = None
+    ema_weight: float | None = None
+    warmup: int | None = None
+    shift_boost: float | None = None
+    shift_decay: float | None = None
+    max_consecutive_rejections: int | None = None
+    min_acceptance: float | None = None
+    max_r_hat: float | None = None
+    variance_tol: float | None = None
+
+    def safety(self) -> dict[str, Any]:
+        """Keyword arguments of ``nqs.drivers.vmc.Safety``."""
+        return {k: getattr(self, k) for k in _SAFETY_KEYS}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -285,6 +307,21 @@ _LATTICE_AXES = {"chain": 1, "square": 2, "triangular": 2, "honeycomb": 2, "kago
 _LATTICE_BASIS = {"chain": 1, "square": 1, "triangular": 1, "honeycomb": 2, "kagome": 3}
 _BRAVAIS = ("extent", "pbc", "max_order")
 _RUN_KEYS = ("checkpoint_every", "flush_every", "observables_every", "chunk_size")
+_EARLY_KEYS = ("early_stop", "patience", "rel_tol")
+# Defaults equal nqs.drivers.vmc.Safety's (checked by the tests).
+_SAFETY = {
+    "jump_errors": (float, 10.0),
+    "jump_spread": (float, 10.0),
+    "ema_weight": (float, 0.1),
+    "warmup": (int, 20),
+    "shift_boost": (float, 10.0),
+    "shift_decay": (float, 0.5),
+    "max_consecutive_rejections": (int, 10),
+    "min_acceptance": (float, 0.005),
+    "max_r_hat": (float, 1.5),
+    "variance_tol": (float, 1e-10),
+}
+_SAFETY_KEYS = tuple(_SAFETY)
 
 _SCHEMA: dict[str, _Section] = {
     "lattice": _Section(
@@ -371,7 +408,7 @@ _SCHEMA: dict[str, _Section] = {
         DriverConfig,
         "vmc",
         {
-            "vmc": ("n_steps", *_RUN_KEYS, "exact"),
+            "vmc": ("n_steps", *_RUN_KEYS, "exact", *_EARLY_KEYS, *_SAFETY_KEYS),
             "tdvp": ("t_end", "dt", "integrator", "rtol", "atol", "initial_state")
             + _RUN_KEYS,
         },
@@ -388,6 +425,13 @@ _SCHEMA: dict[str, _Section] = {
             "observables_every": (_int(1), 1),
             "chunk_size": (_int(1), None),
             "exact": (_auto_bool, "auto"),
+            "early_stop": (_bool, False),
+            "patience": (_int(4), 100),
+            "rel_tol": (_float(0.0), 1e-5),
+            **{
+                k: (_int(1) if t is int else _float(0.0, strict=True), v)
+                for k, (t, v) in _SAFETY.items()
+            },
         },
     ),
     "optimizer": _Section(

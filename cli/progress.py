@@ -1,0 +1,147 @@
+"""Progress display of `nqs run`: a rich progress bar fed by the driver's reports."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
+
+
+def _bytes(n: float) -> str:
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if n < 1024 or unit == "TiB":
+            return f"{n:.3g} {unit}"
+        n /= 1024
+    return f"{n:.3g} TiB"
+
+
+def _num(x: Any, spec: str) -> str:
+    try:
+        x = float(x)
+    except (TypeError, ValueError):
+        return "n/a"
+    return format(x, spec) if math.isfinite(x) else "nan"
+
+
+class Reporter:
+    """Context manager turning ``progress`` records of a run into terminal output.
+
+    Args:
+        prep: ``nqs.build.Prepared`` of the run (for sizes in the header).
+        run_dir: the run directory (shown in the header).
+        quiet: print nothing (the caller prints the final line).
+    """
+
+    def __init__(self, prep, run_dir: Path, quiet: bool = False):
+        self.prep = prep
+        self.run_dir = run_dir
+        self.quiet = quiet
+        self.console = Console(stderr=True, highlight=False)
+        self.progress: Progress | None = None
+        self.task = None
+        self.n_collapsed = 0
+        self.n_rejected = 0
+
+    def __enter__(self) -> Reporter:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self.progress is not None:
+            self.progress.stop()
+
+    def _header(self, record: dict) -> None:
+        hil = self.prep.objects.hilbert
+        cfg = self.prep.cfg
+        self.console.print(
+            f"{cfg.name}: {hil.n_sites} sites, dimension {hil.n_states:.4g}, "
+            f"{self.prep.n_parameters} parameters, ~{_bytes(record['memory'])} per "
+            f"step -> {self.run_dir}"
+        )
+        exact = record.get("exact_energy")
+        if exact is None:
+            self.console.print("exact energy: not computed (driver.exact)")
+        else:
+            self.console.print(
+                f"exact energy: {exact:.10g} ({exact / hil.n_sites:.8g} per site)"
+            )
+        if record.get("step"):
+            self.console.print(f"resuming at step {record['step']}")
+
+    def _start(self, record: dict) -> None:
+        self.progress = Progress(
+            TextColumn("step"),
+            MofNCompleteColumn(),
+            BarColumn(bar_width=24),
+            TextColumn("{task.fields[stats]}"),
+            console=self.console,
+            transient=False,
+        )
+        self.progress.start()
+        self.task = self.progress.add_task(
+            "vmc", total=record["n_steps"], completed=record["step"], stats=""
+        )
+
+    def report(self, record: dict) -> None:
+        """Callback given to the driver (see ``nqs.drivers.vmc.run``)."""
+        event = record.get("event")
+        if self.quiet:
+            return
+        if event == "start":
+            self._header(record)
+            self._start(record)
+        elif event == "step" and self.progress is not None:
+            self._step(record)
+        elif event == "end" and self.progress is not None:
+            self.progress.stop()
+            self.progress = None
+
+    def _step(self, record: dict) -> None:
+        stats = (
+            f"E = {_num(record.get('energy/mean'), '.8g')} ± "
+            f"{_num(record.get('energy/error'), '.2g')}  "
+            f"var {_num(record.get('energy/variance'), '.3g')}  "
+            f"acc {_num(record.get('acceptance'), '.2f')}  "
+            f"{_num(record.get('time_per_step'), '.3g')} s/step"
+        )
+        if record.get("collapsed"):
+            self.n_collapsed += 1
+            if self.n_collapsed == 1 or self.n_collapsed % 50 == 0:
+                self.progress.console.print(
+                    f"[yellow]warning[/]: step {record['step']}: the sampler looks "
+                    f"collapsed ({self.n_collapsed} step(s) so far): acceptance "
+                    f"{_num(record.get('acceptance'), '.3g')}, R-hat "
+                    f"{_num(record.get('energy/r_hat'), '.3g')}, variance "
+                    f"{_num(record.get('energy/variance'), '.3g')}"
+                )
+            stats += "  [yellow]collapsed[/]"
+        if record.get("rejected"):
+            self.n_rejected += 1
+            stats += "  [red]rejected[/]"
+        self.progress.update(self.task, completed=record["step"] + 1, stats=stats)
+
+
+def final_line(summary, result) -> str:
+    """One line: status, steps, final energy ± error, per site, exact, timing."""
+    s = summary
+    parts = [
+        f"{s.name}: {result.status} at step {result.n_steps}",
+        f"E = {_num(s.energy, '.10g')} ± {_num(s.energy_error, '.2g')}",
+    ]
+    if s.energy_per_site is not None:
+        parts[-1] += f" ({_num(s.energy_per_site, '.8g')} per site)"
+    if s.exact_energy is not None:
+        parts.append(
+            f"exact {_num(s.exact_energy, '.10g')}, relative error "
+            f"{_num(s.relative_error, '.2g')}"
+        )
+    parts.append(f"V-score {_num(s.v_score, '.2g')}")
+    parts.append(f"{_num(s.time_per_step, '.3g')} s/step")
+    if result.n_rejected or result.n_collapsed:
+        parts.append(
+            f"{result.n_rejected} rejected, {result.n_collapsed} collapsed steps"
+        )
+    parts.append(f"log {s.path}")
+    return "; ".join(parts)
