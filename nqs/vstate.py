@@ -1,0 +1,298 @@
+"""Variational-state estimators: local values, expectations, Jacobians and gradients.
+
+``model`` is a Flax module and ``params`` the variables pytree passed to
+``model.apply`` as is; ``model.apply(params, sigma)`` maps (batch, n_sites) int8
+configurations to (batch,) log-amplitudes log psi, real or complex. ``op`` is an
+operator (``nqs.operator.LocalOperator``) with
+``get_conn(sigma) -> (sigma_p (..., n_conn, n_sites), mels (..., n_conn))``.
+
+Real formulation of the parameters: every real leaf entry is one real parameter x, every
+complex leaf entry w = x + i y is two, (x, y). :func:`ravel` flattens params into the
+real vector theta (per leaf in tree order: the real parts, then for complex leaves the
+imaginary parts), and O_k(sigma) = d log psi(sigma) / d theta_k. Gradients are returned
+as pytrees like params: dE/dx for real leaves and dE/dx + i dE/dy for complex leaves,
+which is the steepest-ascent direction, so ``params - lr * grad`` (optax) descends, for
+holomorphic and non-holomorphic models alike.
+
+All public functions are jitted once per shape; ``model``, ``op``, ``hilbert`` and
+``chunk_size`` are static (hashable; operators hash by identity).
+"""
+
+from __future__ import annotations
+
+import functools
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from nqs.stats import Stats, statistics
+
+# -- real parameter vector ------------------------------------------------------------
+
+
+def n_real_params(params) -> int:
+    """Number of real parameters: entries of real leaves + 2 x entries of complex."""
+    leaves = jax.tree_util.tree_leaves(params)
+    return sum(
+        (2 if jnp.iscomplexobj(leaf) else 1) * int(np.size(leaf)) for leaf in leaves
+    )
+
+
+def ravel(params):
+    """Flatten params into a real vector and return the inverse map.
+
+    Args:
+        params: pytree of real and complex arrays.
+    Returns:
+        theta: (n_real_params,) real vector (float64 with x64): per leaf in tree order
+            the real parts, then for complex leaves the imaginary parts.
+        unravel: function mapping an (n_real_params,) real vector back to a pytree like
+            params (complex leaves rebuilt as x + i y, original dtypes).
+    """
+    leaves, treedef = jax.tree_util.tree_flatten(params)
+    layout = [(leaf.shape, leaf.dtype, jnp.iscomplexobj(leaf)) for leaf in leaves]
+    parts = []
+    for leaf, (_, _, is_complex) in zip(leaves, layout, strict=True):
+        parts.append(jnp.ravel(jnp.real(leaf)))
+        if is_complex:
+            parts.append(jnp.ravel(jnp.imag(leaf)))
+    theta = jnp.concatenate(parts) if parts else jnp.zeros(0)
+
+    def unravel(vector: jax.Array):
+        out, start = [], 0
+        for shape, dtype, is_complex in layout:
+            size = int(np.prod(shape, dtype=int))
+            leaf = vector[start : start + size].reshape(shape)
+            start += size
+            if is_complex:
+                leaf = leaf + 1j * vector[start : start + size].reshape(shape)
+                start += size
+            out.append(leaf.astype(dtype))
+        return jax.tree_util.tree_unflatten(treedef, out)
+
+    return theta, unravel
+
+
+def _is_real_model(model, params, sigma) -> bool:
+    """True if all params and the output of the model are real (static check)."""
+    if any(jnp.iscomplexobj(x) for x in jax.tree_util.tree_leaves(params)):
+        return False
+    out = jax.eval_shape(model.apply, params, sigma)
+    return not jnp.issubdtype(out.dtype, jnp.complexfloating)
+
+
+def _chunked(fn, sigma: jax.Array, chunk_size: int | None):
+    """Apply fn: (m, n_sites) -> (m, ...) over the rows of sigma, chunk by chunk.
+
+    Pads the batch to a multiple of chunk_size with copies of the first row and maps
+    over chunks with ``lax.map``, so only one chunk is live at a time.
+    """
+    n = sigma.shape[0]
+    if chunk_size is None or chunk_size >= n:
+        return fn(sigma)
+    n_chunks = -(-n // chunk_size)
+    pad = n_chunks * chunk_size - n
+    padded = jnp.concatenate(
+        [sigma, jnp.broadcast_to(sigma[:1], (pad,) + sigma.shape[1:])]
+    )
+    out = jax.lax.map(fn, padded.reshape((n_chunks, chunk_size) + sigma.shape[1:]))
+    return out.reshape((n_chunks * chunk_size,) + out.shape[2:])[:n]
+
+
+# -- local estimators -----------------------------------------------------------------
+
+
+@functools.partial(jax.jit, static_argnames=("model", "op", "chunk_size"))
+def local_estimates(model, params, sigma: jax.Array, op, chunk_size=None) -> jax.Array:
+    """O_loc(sigma) = sum_sigma' <sigma|O|sigma'> psi(sigma') / psi(sigma).
+
+    Slots with a zero matrix element contribute exactly zero (even if psi(sigma') = 0).
+
+    Args:
+        model: Flax module; apply maps (batch, n_sites) to (batch,) log psi.
+        params: variables pytree of ``model``.
+        sigma: (..., n_sites) int8 configurations with psi(sigma) != 0.
+        op: operator with ``get_conn``.
+        chunk_size: rows evaluated at once (peak memory ~ chunk_size x n_conn x
+            n_sites); None evaluates the whole batch at once.
+    Returns:
+        (...) complex128 local estimates (always complex, also for real models).
+    """
+    batch, n_sites = sigma.shape[:-1], sigma.shape[-1]
+
+    def kernel(s):
+        sigma_p, mels = op.get_conn(s)  # (m, n_conn, n_sites), (m, n_conn)
+        log_psi = model.apply(params, s)
+        log_psi_p = model.apply(params, sigma_p.reshape(-1, n_sites))
+        log_ratio = log_psi_p.reshape(mels.shape) - log_psi[:, None]
+        terms = mels * jnp.exp(log_ratio.astype(complex))
+        return jnp.sum(jnp.where(mels != 0, terms, 0), axis=-1)
+
+    e_loc = _chunked(kernel, sigma.reshape(-1, n_sites), chunk_size)
+    return e_loc.astype(complex).reshape(batch)
+
+
+@functools.partial(jax.jit, static_argnames=("model", "op", "chunk_size"))
+def expect(
+    model, params, samples: jax.Array, op, chunk_size=None
+) -> tuple[Stats, jax.Array]:
+    """Monte Carlo estimate of <O> from Markov-chain samples.
+
+    Args:
+        samples: (n_chains, n_per_chain, n_sites) int8 samples of |psi|^2.
+        (others as in :func:`local_estimates`)
+    Returns:
+        ``nqs.stats.Stats`` of the local estimates, and the (n_chains, n_per_chain)
+        complex128 local estimates themselves.
+    """
+    e_loc = local_estimates(model, params, samples, op, chunk_size)
+    return statistics(e_loc), e_loc
+
+
+# -- Jacobian and gradients -----------------------------------------------------------
+
+
+@functools.partial(jax.jit, static_argnames=("model", "chunk_size"))
+def jacobian(model, params, sigma: jax.Array, chunk_size=None) -> jax.Array:
+    """O_k(sigma) = d log psi(sigma) / d theta_k for real parameters theta (see ravel).
+
+    Args:
+        model, params: as in :func:`local_estimates`.
+        sigma: (n, n_sites) int8 configurations.
+        chunk_size: rows differentiated at once; None for all.
+    Returns:
+        (n, n_real_params) complex128; float64 when the model is real (real params
+        and real log psi), since then O is real.
+    """
+    theta, unravel = ravel(params)
+    is_real = _is_real_model(model, params, sigma[:1])
+
+    def log_psi_parts(t, s):
+        out = model.apply(unravel(t), s[None])[0]
+        return out if is_real else jnp.stack([jnp.real(out), jnp.imag(out)])
+
+    per_sample = jax.vmap(jax.jacrev(log_psi_parts), in_axes=(None, 0))
+
+    def kernel(s):
+        jac = per_sample(theta, s)  # (m, n_real) or (m, 2, n_real)
+        return jac if is_real else jac[:, 0] + 1j * jac[:, 1]
+
+    return _chunked(kernel, sigma, chunk_size)
+
+
+def _weighted_gradient(model, params, sigma, weights, chunk_size):
+    """grad_theta 2 Re sum_s conj(w_s) log psi(s), returned as a params-like pytree.
+
+    This equals 2 Re sum_s conj(O_k(s)) w_s, computed by one backward pass per chunk.
+    """
+    theta, unravel = ravel(params)
+    n_sites = sigma.shape[-1]
+    sigma = sigma.reshape(-1, n_sites)
+    weights = jax.lax.stop_gradient(weights.reshape(-1))
+
+    def loss(t, s, w):
+        log_psi = model.apply(unravel(t), s)
+        return 2 * jnp.sum(jnp.real(jnp.conj(w) * log_psi))
+
+    n = sigma.shape[0]
+    if chunk_size is None or chunk_size >= n:
+        return unravel(jax.grad(loss)(theta, sigma, weights))
+    n_chunks = -(-n // chunk_size)
+    pad = n_chunks * chunk_size - n
+    sigma = jnp.concatenate([sigma, jnp.broadcast_to(sigma[:1], (pad, n_sites))])
+    weights = jnp.concatenate([weights, jnp.zeros(pad, weights.dtype)])
+    xs = (
+        sigma.reshape(n_chunks, chunk_size, n_sites),
+        weights.reshape(n_chunks, chunk_size),
+    )
+
+    def body(acc, x):
+        return acc + jax.grad(loss)(theta, *x), None
+
+    grad, _ = jax.lax.scan(body, jnp.zeros_like(theta), xs)
+    return unravel(grad)
+
+
+@functools.partial(jax.jit, static_argnames=("model", "chunk_size"))
+def energy_gradient(model, params, sigma: jax.Array, e_loc: jax.Array, chunk_size=None):
+    """Monte Carlo gradient of E = <H> with respect to the real parameters.
+
+    G_k = 2 Re < conj(O_k - <O_k>) (E_loc - <E_loc>) >, computed as a vector-Jacobian
+    product (O is never formed); valid for any Hermitian operator's local estimates.
+
+    Args:
+        model, params: as in :func:`local_estimates`.
+        sigma: (..., n_sites) int8 samples of |psi|^2.
+        e_loc: (...) local estimates at sigma.
+        chunk_size: rows differentiated at once; None for all.
+    Returns:
+        pytree like params: dE/dx (real leaves), dE/dx + i dE/dy (complex leaves).
+    """
+    e_loc = e_loc.reshape(-1)
+    weights = (e_loc - jnp.mean(e_loc)) / e_loc.shape[0]
+    return _weighted_gradient(model, params, sigma, weights, chunk_size)
+
+
+@functools.partial(jax.jit, static_argnames=("model", "op", "chunk_size"))
+def expect_and_grad(model, params, samples: jax.Array, op, chunk_size=None):
+    """:func:`expect` and :func:`energy_gradient` of ``op`` in one call.
+
+    Returns:
+        (Stats, gradient pytree like params).
+    """
+    stats, e_loc = expect(model, params, samples, op, chunk_size)
+    grad = energy_gradient(model, params, samples, e_loc, chunk_size)
+    return stats, grad
+
+
+# -- full summation over small spaces -------------------------------------------------
+
+
+def full_sum_states(hilbert) -> jax.Array:
+    """Every basis configuration, (n_states, n_sites) int8, in ``hilbert`` order."""
+    return jnp.asarray(np.asarray(hilbert.all_states(), dtype=np.int8))
+
+
+@functools.partial(jax.jit, static_argnames=("model", "hilbert"))
+def full_sum_weights(model, params, hilbert) -> jax.Array:
+    """Born probabilities |psi(sigma)|^2 / sum |psi|^2 over ``full_sum_states``.
+
+    Returns:
+        (n_states,) float64, summing to one.
+    """
+    log_psi = model.apply(params, full_sum_states(hilbert))
+    return jax.nn.softmax(2 * jnp.real(log_psi))
+
+
+@functools.partial(jax.jit, static_argnames=("model", "hilbert", "op"))
+def full_sum_expect(model, params, hilbert, op) -> jax.Array:
+    """Exact <psi|O|psi> / <psi|psi> by enumerating ``hilbert.all_states()``.
+
+    Returns:
+        () complex128 (real part is the expectation of a Hermitian operator).
+    """
+    return _full_sum(model, params, hilbert, op)[0]
+
+
+def _full_sum(model, params, hilbert, op):
+    states = full_sum_states(hilbert)
+    probs = full_sum_weights(model, params, hilbert)
+    e_loc = local_estimates(model, params, states, op)
+    e_loc = jnp.where(probs > 0, e_loc, 0)
+    return jnp.sum(probs * e_loc), probs, e_loc, states
+
+
+@functools.partial(jax.jit, static_argnames=("model", "hilbert", "op"))
+def full_sum_expect_and_grad(model, params, hilbert, op):
+    """Exact <O> and its gradient by enumeration (same convention as energy_gradient).
+
+    G_k = 2 Re sum_sigma p(sigma) conj(O_k(sigma)) (E_loc(sigma) - <O>), for Hermitian
+    O, with p the Born probabilities.
+
+    Returns:
+        () complex128 expectation and a gradient pytree like params.
+    """
+    energy, probs, e_loc, states = _full_sum(model, params, hilbert, op)
+    weights = probs * (e_loc - energy)
+    return energy, _weighted_gradient(model, params, states, weights, None)

@@ -1,0 +1,327 @@
+"""Estimators of nqs.vstate against dense matrices, finite differences and full sums."""
+
+import functools
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from nqs import vstate
+from nqs.hilbert import Spin
+from nqs.operator import sigma_x, sigma_y, sigma_z, spin_minus, spin_plus, spin_z
+from nqs.rules import LocalRule
+from nqs.sampler import ExactSampler, MetropolisSampler
+
+N = 6
+TRACES = {"n": 0}
+F64 = jnp.float64
+
+
+# -- models ---------------------------------------------------------------------------
+
+
+def _init(scale):
+    return nn.initializers.normal(scale)
+
+
+class RealRBM(nn.Module):
+    """Real parameters, real log psi."""
+
+    @nn.compact
+    def __call__(self, sigma):
+        x = sigma.astype(jnp.float64)
+        h = nn.Dense(N, param_dtype=F64, kernel_init=_init(0.3), bias_init=_init(0.3))(
+            x
+        )
+        a = self.param("a", _init(0.3), (N,), jnp.float64)
+        return jnp.sum(jnp.log(jnp.cosh(h)), axis=-1) + x @ a
+
+
+class ComplexRBM(nn.Module):
+    """Complex parameters, holomorphic log psi."""
+
+    @nn.compact
+    def __call__(self, sigma):
+        x = sigma.astype(jnp.complex128)
+        w = self.param("w", _init(0.3), (N, N), jnp.complex128)
+        b = self.param("b", _init(0.3), (N,), jnp.complex128)
+        a = self.param("a", _init(0.3), (N,), jnp.complex128)
+        return jnp.sum(jnp.log(jnp.cosh(x @ w + b)), axis=-1) + x @ a
+
+
+class PhaseNet(nn.Module):
+    """Real parameters, complex log psi = log|psi| + i phase (non-holomorphic)."""
+
+    @nn.compact
+    def __call__(self, sigma):
+        x = sigma.astype(jnp.float64)
+        h = jnp.tanh(
+            nn.Dense(4, param_dtype=F64, kernel_init=_init(0.5), bias_init=_init(0.3))(
+                x
+            )
+        )
+        log_abs = nn.Dense(1, param_dtype=F64, kernel_init=_init(0.5))(h)[..., 0]
+        phase = nn.Dense(1, param_dtype=F64, kernel_init=_init(1.0))(h)[..., 0]
+        return log_abs + 1j * phase
+
+
+class AbsNet(nn.Module):
+    """Complex parameters entering through |.|: non-holomorphic in the parameters."""
+
+    @nn.compact
+    def __call__(self, sigma):
+        TRACES["n"] += 1
+        x = sigma.astype(jnp.complex128)
+        w = self.param("w", _init(0.4), (N, 3), jnp.complex128)
+        z = x @ w
+        return jnp.sum(jnp.abs(z) ** 2, axis=-1) * 0.2 + 1j * jnp.sum(z.real, -1)
+
+
+class LogAmplitudes(nn.Module):
+    """log psi(sigma) = table[index of sigma in all_states]; a fixed state vector."""
+
+    hilbert: Spin
+
+    @nn.compact
+    def __call__(self, sigma):
+        table = self.param(
+            "table", nn.initializers.zeros, (self.hilbert.n_states,), jnp.complex128
+        )
+        return table[self.hilbert.states_to_indices(jnp.asarray(sigma))]
+
+
+MODELS = {"real": RealRBM(), "complex": ComplexRBM(), "phase": PhaseNet()}
+MODELS["abs"] = AbsNet()
+
+
+def _params(model, seed=0):
+    return model.init(jax.random.key(seed), jnp.ones((1, N), jnp.int8))
+
+
+# -- operators and their dense matrices, built independently with np.kron -----------
+
+PAULI = {  # local index 0 = entry -1 (down), 1 = entry +1 (up)
+    "x": np.array([[0, 1], [1, 0]], dtype=complex),
+    "y": np.array([[0, 1j], [-1j, 0]]),
+    "z": np.diag([-1.0, 1.0]).astype(complex),
+}
+
+
+def _dense(n, factors):
+    """Kronecker product with the given {site: 2x2} factors, site 0 most significant."""
+    out = np.ones((1, 1), dtype=complex)
+    for i in range(n):
+        out = np.kron(out, factors.get(i, np.eye(2)))
+    return out
+
+
+def _tfim_and_dense(hilbert, h=0.8):
+    """-sum Z Z - h sum X on an open chain, plus a complex 0.3 sum Y term."""
+    n = hilbert.n_sites
+    op, mat = 0 * sigma_z(hilbert, 0), np.zeros((2**n, 2**n), dtype=complex)
+    for i in range(n - 1):
+        op = op - sigma_z(hilbert, i) @ sigma_z(hilbert, i + 1)
+        mat -= _dense(n, {i: PAULI["z"], i + 1: PAULI["z"]})
+    for i in range(n):
+        op = op - h * sigma_x(hilbert, i) + 0.3 * sigma_y(hilbert, i)
+        mat += -h * _dense(n, {i: PAULI["x"]}) + 0.3 * _dense(n, {i: PAULI["y"]})
+    return op, mat
+
+
+def _heisenberg(hilbert):
+    """sum_<ij> S_i . S_j on a ring (S = sigma / 2) and its dense matrix in hilbert."""
+    n = hilbert.n_sites
+    op = 0 * spin_z(hilbert, 0)
+    full = np.zeros((2**n, 2**n), dtype=complex)
+    for i in range(n):
+        j = (i + 1) % n
+        op = op + spin_z(hilbert, i) @ spin_z(hilbert, j)
+        op = op + 0.5 * (spin_plus(hilbert, i) @ spin_minus(hilbert, j))
+        op = op + 0.5 * (spin_minus(hilbert, i) @ spin_plus(hilbert, j))
+        for a in "xyz":
+            full += _dense(n, {i: PAULI[a], j: PAULI[a]}) / 4
+    # restrict to the constrained basis: rows of the full basis in all_states order
+    up = np.array([2 ** (n - 1 - i) for i in range(n)])
+    keep = ((hilbert.all_states() + 1) // 2) @ up
+    return op, full[np.ix_(keep, keep)].real
+
+
+@functools.cache
+def _tfim():
+    hilbert = Spin(N)
+    op, mat = _tfim_and_dense(hilbert)
+    return hilbert, op, mat
+
+
+def _psi(model, params, hilbert):
+    return np.exp(np.asarray(model.apply(params, jnp.asarray(hilbert.all_states()))))
+
+
+# -- local estimates and expectations ----------------------------------------------
+
+
+@pytest.mark.parametrize("name", list(MODELS))
+def test_local_estimates_match_dense_matrix(name):
+    hilbert, op, mat = _tfim()
+    model = MODELS[name]
+    params = _params(model)
+    psi = _psi(model, params, hilbert)
+    expected = (mat @ psi) / psi
+    states = jnp.asarray(hilbert.all_states())
+    e_loc = vstate.local_estimates(model, params, states, op)
+    assert e_loc.dtype == jnp.complex128 and e_loc.shape == (2**N,)
+    np.testing.assert_allclose(e_loc, expected, rtol=1e-10, atol=1e-10)
+    batched = vstate.local_estimates(model, params, states.reshape(4, 16, N), op)
+    np.testing.assert_allclose(batched.reshape(-1), expected, rtol=1e-10, atol=1e-10)
+    chunked = vstate.local_estimates(model, params, states, op, chunk_size=7)
+    np.testing.assert_allclose(chunked, e_loc, rtol=1e-13, atol=1e-13)
+
+
+def test_full_sum_expect_matches_dense_quadratic_form():
+    hilbert, op, mat = _tfim()
+    model = MODELS["phase"]
+    params = _params(model)
+    psi = _psi(model, params, hilbert)
+    exact = np.vdot(psi, mat @ psi) / np.vdot(psi, psi)
+    value = vstate.full_sum_expect(model, params, hilbert, op)
+    np.testing.assert_allclose(value, exact, rtol=1e-12)
+    weights = vstate.full_sum_weights(model, params, hilbert)
+    np.testing.assert_allclose(weights, np.abs(psi) ** 2 / np.vdot(psi, psi).real)
+
+
+def test_mc_expect_agrees_with_full_sum_within_error_bars():
+    hilbert, op, _ = _tfim()
+    model = MODELS["complex"]
+    params = _params(model, seed=2)
+    sampler = MetropolisSampler(
+        hilbert, LocalRule(hilbert), n_chains=16, n_samples=4096
+    )
+    state = sampler.init(model, params, jax.random.key(5))
+    samples, _ = sampler.sample(model, params, state)
+    stats, e_loc = vstate.expect(model, params, samples, op)
+    assert e_loc.shape == (16, 256)
+    exact = vstate.full_sum_expect(model, params, hilbert, op)
+    assert 0 < float(stats.error) < 0.1
+    assert abs(complex(stats.mean) - complex(exact)) < 4 * float(stats.error)
+
+
+def test_exact_eigenstate_has_constant_local_energy():
+    hilbert = Spin(8, total_sz=0)
+    op, mat = _heisenberg(hilbert)
+    energies, vectors = np.linalg.eigh(mat)
+    e0, v0 = energies[0], vectors[:, 0]
+    assert np.all(np.abs(v0) > 1e-8)  # every basis state carries amplitude
+    model = LogAmplitudes(hilbert)
+    params = {"params": {"table": jnp.asarray(np.log(v0.astype(complex)))}}
+    sampler = ExactSampler(hilbert, n_samples=512, n_chains=8)
+    samples, _ = sampler.sample(
+        model, params, sampler.init(model, params, jax.random.key(0))
+    )
+    stats, e_loc = vstate.expect(model, params, samples, op)
+    np.testing.assert_allclose(e_loc, e0, atol=1e-10)
+    assert float(stats.variance) < 1e-18
+    states = jnp.asarray(hilbert.all_states())
+    np.testing.assert_allclose(vstate.local_estimates(model, params, states, op), e0)
+    # a perturbed state is no eigenstate: the test can see a non-zero variance
+    params = {
+        "params": {
+            "table": params["params"]["table"]
+            + 0.1 * jnp.cos(states[:, 0] + jnp.arange(70.0))
+        }
+    }
+    _, e_loc = vstate.expect(model, params, samples, op)
+    assert float(jnp.var(e_loc)) > 1e-4
+
+
+# -- parameters, Jacobian, gradients --------------------------------------------------
+
+
+def test_ravel_roundtrip_and_real_parameter_count():
+    params = _params(MODELS["complex"])  # 3 complex leaves: 36 + 6 + 6 entries
+    assert vstate.n_real_params(params) == 2 * 48
+    theta, unravel = vstate.ravel(params)
+    assert theta.shape == (96,) and theta.dtype == jnp.float64
+    back = unravel(theta)
+    for a, b in zip(jax.tree.leaves(params), jax.tree.leaves(back), strict=True):
+        assert a.dtype == b.dtype
+        np.testing.assert_array_equal(a, b)
+    assert vstate.n_real_params(_params(MODELS["real"])) == 36 + 6 + 6
+
+
+def _fd_theta(fn, theta, eps=1e-5):
+    """Central differences of fn: (n_real,) -> (...) along every theta direction."""
+    basis = jnp.eye(theta.size) * eps
+    plus = jax.vmap(fn)(theta + basis)
+    minus = jax.vmap(fn)(theta - basis)
+    return jnp.moveaxis((plus - minus) / (2 * eps), 0, -1)
+
+
+@pytest.mark.parametrize("name", list(MODELS))
+def test_jacobian_matches_finite_differences(name):
+    model = MODELS[name]
+    params = _params(model)
+    theta, unravel = vstate.ravel(params)
+    sigma = Spin(N).random_states(jax.random.key(1), 9)
+    jac = vstate.jacobian(model, params, sigma)
+    assert jac.shape == (9, theta.size)
+    assert jac.dtype == (jnp.float64 if name == "real" else jnp.complex128)
+    fd = _fd_theta(lambda t: model.apply(unravel(t), sigma), theta)
+    np.testing.assert_allclose(jac, fd, rtol=1e-6, atol=1e-8)
+    chunked = vstate.jacobian(model, params, sigma, chunk_size=4)
+    np.testing.assert_allclose(chunked, jac, rtol=1e-13, atol=1e-13)
+
+
+@pytest.mark.parametrize("name", list(MODELS))
+def test_full_sum_gradient_matches_finite_differences(name):
+    hilbert, op, _ = _tfim()
+    model = MODELS[name]
+    params = _params(model, seed=3)
+    theta, unravel = vstate.ravel(params)
+    energy, grad = vstate.full_sum_expect_and_grad(model, params, hilbert, op)
+    np.testing.assert_allclose(
+        energy, vstate.full_sum_expect(model, params, hilbert, op)
+    )
+    assert jax.tree.structure(grad) == jax.tree.structure(params)
+    for g, p in zip(jax.tree.leaves(grad), jax.tree.leaves(params), strict=True):
+        assert g.dtype == p.dtype and g.shape == p.shape
+
+    def energy_of(t):
+        return jnp.real(vstate.full_sum_expect(model, unravel(t), hilbert, op))
+
+    fd = _fd_theta(energy_of, theta)
+    np.testing.assert_allclose(vstate.ravel(grad)[0], fd, rtol=1e-6, atol=1e-8)
+
+
+@pytest.mark.parametrize("name", ["real", "phase", "abs"])
+def test_mc_gradient_is_covariance_of_jacobian_and_local_energy(name):
+    hilbert, op, _ = _tfim()
+    model = MODELS[name]
+    params = _params(model, seed=4)
+    sigma = hilbert.random_states(jax.random.key(7), 50).reshape(5, 10, N)
+    e_loc = vstate.local_estimates(model, params, sigma, op)
+    jac = vstate.jacobian(model, params, sigma.reshape(-1, N))
+    e = e_loc.reshape(-1)
+    expected = 2 * jnp.real(
+        jnp.mean(jnp.conj(jac - jac.mean(0)) * (e - e.mean())[:, None], axis=0)
+    )
+    grad = vstate.energy_gradient(model, params, sigma, e_loc)
+    np.testing.assert_allclose(vstate.ravel(grad)[0], expected, rtol=1e-10, atol=1e-12)
+    chunked = vstate.energy_gradient(model, params, sigma, e_loc, chunk_size=16)
+    np.testing.assert_allclose(
+        vstate.ravel(chunked)[0], expected, rtol=1e-10, atol=1e-12
+    )
+
+
+def test_local_estimates_compile_once_per_shape():
+    hilbert, op, _ = _tfim()
+    model = MODELS["abs"]
+    params = _params(model)
+    sigma = hilbert.random_states(jax.random.key(0), 12)
+    vstate.local_estimates(model, params, sigma, op, chunk_size=5)
+    n = TRACES["n"]
+    params = jax.tree.map(lambda x: 2 * x, params)
+    sigma = hilbert.random_states(jax.random.key(1), 12)
+    vstate.local_estimates(model, params, sigma, op, chunk_size=5)
+    assert TRACES["n"] == n
