@@ -69,8 +69,16 @@ def build(kind: str, hilbert, **kwargs) -> nn.Module:
     return instantiate(cls, hilbert, kwargs, kind)
 
 
+def _init(model: nn.Module, hilbert, key: jax.Array) -> dict:
+    k_states, k_init = jax.random.split(key)
+    return model.init(k_init, hilbert.random_states(k_states, 1))
+
+
+_init_jit = jax.jit(_init, static_argnums=(0, 1))
+
+
 def init_params(model: nn.Module, hilbert, key: jax.Array) -> dict:
-    """``model.init`` on a dummy batch of one valid configuration.
+    """``model.init`` on a dummy batch of one valid configuration (jitted).
 
     Args:
         model: Flax module.
@@ -79,5 +87,4 @@ def init_params(model: nn.Module, hilbert, key: jax.Array) -> dict:
     Returns:
         The variables pytree ``{"params": ...}`` to pass to ``model.apply``.
     """
-    k_states, k_init = jax.random.split(key)
-    return model.init(k_init, hilbert.random_states(k_states, 1))
+    return _init_jit(model, hilbert, key)

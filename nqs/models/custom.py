@@ -27,6 +27,7 @@ DTYPES = {
     "complex128": jnp.complex128,
 }
 _DTYPE_FIELDS = ("param_dtype", "dtype")
+_DEFAULT_DTYPES = ("float64", jnp.float64)
 # flax.linen.Module bookkeeping fields that are not user arguments
 _INTERNAL_FIELDS = ("parent", "name")
 
@@ -124,6 +125,9 @@ def _to_static(value):
 def instantiate(cls: type[nn.Module], hilbert, kwargs: dict, label: str) -> nn.Module:
     """Construct ``cls(**kwargs)`` with dtype strings converted and hilbert injected.
 
+    A module without a ``param_dtype`` field accepts ``param_dtype = "float64"`` (the
+    config default) and ignores it; any other value is an unknown argument.
+
     Args:
         cls: Flax module class.
         hilbert: Hilbert space, passed as ``hilbert=`` if ``cls`` has that field and
@@ -137,6 +141,9 @@ def instantiate(cls: type[nn.Module], hilbert, kwargs: dict, label: str) -> nn.M
             error the constructor raises.
     """
     fields = module_fields(cls)
+    kwargs = dict(kwargs)
+    if "param_dtype" not in fields and kwargs.get("param_dtype") in _DEFAULT_DTYPES:
+        del kwargs["param_dtype"]  # the config default; the module fixes its own dtype
     unknown = sorted(set(kwargs) - set(fields))
     if unknown:
         raise ValueError(
@@ -176,10 +183,14 @@ def check_model(model: nn.Module, hilbert, key: jax.Array) -> dict:
     """
     label = type(model).__name__
     k_states, k_init = jax.random.split(key)
-    sigma = hilbert.random_states(k_states, 3)
+    sigma = jax.jit(hilbert.random_states, static_argnums=1)(k_states, 3)
+
+    def init_and_apply(k):
+        variables = model.init(k, sigma)
+        return variables, model.apply(variables, sigma)
+
     try:
-        variables = model.init(k_init, sigma)
-        log_psi = model.apply(variables, sigma)
+        variables, log_psi = jax.jit(init_and_apply)(k_init)
     except Exception as exc:
         raise ValueError(
             f"model {label}: failed on a batch of configurations of shape "
