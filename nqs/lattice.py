@@ -23,7 +23,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-_RTOL = 1e-8  # distances closer than this (relative) are one neighbour shell
+_RTOL = 1e-8  # distances closer than this (relative to |a_max|) are one shell
 _BLOCK = 512  # rows per block in the pairwise distance computation
 
 
@@ -138,54 +138,99 @@ def _as_matrix(value, name: str, n_cols: int | None) -> np.ndarray:
     return mat
 
 
+def _reduce(vectors: np.ndarray) -> np.ndarray:
+    """Short, nearly orthogonal basis of the lattice spanned by the rows of ``vectors``.
+
+    Pairwise (Lagrange-Gauss) size reduction until no vector gets shorter; exact in 2D.
+    """
+    vectors = vectors.copy()
+    changed = True
+    while changed:
+        changed = False
+        for a, b in itertools.permutations(range(len(vectors)), 2):
+            step = round(vectors[b] @ vectors[a] / (vectors[a] @ vectors[a]))
+            if step != 0:
+                shorter = vectors[b] - step * vectors[a]
+                if shorter @ shorter < vectors[b] @ vectors[b] * (1 - 1e-12):
+                    vectors[b] = shorter
+                    changed = True
+    return vectors
+
+
 def _min_image_distances(
     pos: np.ndarray, supercell: np.ndarray, pbc: tuple[bool, ...], rows: slice
 ) -> np.ndarray:
     """(len(rows), n_sites) minimum-image distances from sites ``rows`` to all sites.
 
-    ``supercell`` (n_dim, n_dim) rows are ``extent[a] * basis_vectors[a]``. Along the
-    periodic axes the displacements are first wrapped to fractional coordinates in
-    [-1/2, 1/2), then the images t in {-1, 0, 1}^n_periodic are searched.
+    ``supercell`` (n_dim, n_dim) rows are ``extent[a] * basis_vectors[a]``. The
+    periodic rows span the translations; in a reduced basis of them, each
+    displacement is first moved by the translation nearest to it (rounded least
+    squares coefficients), then the images t in {-1, 0, 1}^n_periodic are searched.
     """
-    disp = pos[None, :, :] - pos[rows, None, :]
-    periodic = np.asarray(pbc)
-    if not periodic.any():
-        return np.linalg.norm(disp, axis=-1)
-    frac = disp @ np.linalg.inv(supercell)
-    frac[..., periodic] -= np.floor(frac[..., periodic] + 0.5)
-    disp = frac @ supercell
-    periods = supercell[periodic]
-    best = np.full(disp.shape[:2], np.inf)
+    # one contiguous (block, n_sites) array per component: fast elementwise maths
+    disp = [pos[None, :, c] - pos[rows, c, None] for c in range(pos.shape[1])]
+    if not any(pbc):
+        return np.sqrt(sum(x * x for x in disp))
+    periods = _reduce(supercell[np.asarray(pbc)])
+    # Babai rounding: subtract the nearest periodic translation (least squares)
+    coefficients = np.linalg.pinv(periods)  # (n_dim, n_periodic)
+    shifts = [
+        np.round(sum(x * coefficients[c, a] for c, x in enumerate(disp)))
+        for a in range(len(periods))
+    ]
+    disp = [
+        x - sum(t * periods[a, c] for a, t in enumerate(shifts))
+        for c, x in enumerate(disp)
+    ]
+    best = None
     for shift in itertools.product((-1, 0, 1), repeat=len(periods)):
-        image = disp + np.asarray(shift, dtype=np.float64) @ periods
-        best = np.minimum(best, np.linalg.norm(image, axis=-1))
-    return best
+        offset = np.asarray(shift, dtype=np.float64) @ periods
+        sq = sum((x + o) ** 2 for x, o in zip(disp, offset, strict=True))
+        best = sq if best is None else np.minimum(best, sq, out=best)
+    return np.sqrt(best)
 
 
-def _neighbour_edges(pos, supercell, pbc, max_order: int):
-    """Edges (i, j, order), i < j, sorted, of the first max_order distance shells."""
+def _shell_bounds(levels: np.ndarray, max_order: int, tol: float) -> np.ndarray:
+    """Upper bounds of the first ``max_order`` shells of sorted distinct distances;
+    distances within ``tol`` of the previous one join its shell."""
+    bounds = []
+    for d in levels:
+        if bounds and d <= bounds[-1] + tol:
+            bounds[-1] = d
+        elif len(bounds) < max_order:
+            bounds.append(d)
+        else:
+            break
+    return np.asarray(bounds)
+
+
+def _neighbour_edges(pos, supercell, pbc, max_order: int, tol: float):
+    """Edges (i, j, order), i < j, sorted, of the first max_order distance shells.
+
+    Rows of the distance matrix are processed in blocks; only pairs within the
+    current ``max_order``-th shell (which can only shrink) are kept.
+    """
     n = len(pos)
     pair_i, pair_j, pair_d = [], [], []
+    levels, cutoff = np.zeros(0), np.inf
     for start in range(0, n, _BLOCK):
         rows = slice(start, min(start + _BLOCK, n))
         dist = _min_image_distances(pos, supercell, pbc, rows)
-        i, j = np.nonzero(np.triu(np.ones(dist.shape, bool), k=start + 1))
-        pair_i.append(i + start)
-        pair_j.append(j)
-        pair_d.append(dist[i, j])
+        i, j = np.nonzero(np.triu(dist <= cutoff + tol, k=start + 1))
+        d = dist[i, j]
+        if d.size and d.min() <= tol:
+            raise ValueError("site_offsets: two sites coincide (zero distance)")
+        levels = np.unique(np.concatenate([levels, d]))
+        bounds = _shell_bounds(levels, max_order, tol)
+        if len(bounds) == max_order:
+            cutoff = bounds[-1]
+            levels = levels[levels <= cutoff + tol]
+        keep = d <= cutoff + tol
+        pair_i.append(i[keep] + start)
+        pair_j.append(j[keep])
+        pair_d.append(d[keep])
     pair_i, pair_j, pair_d = map(np.concatenate, (pair_i, pair_j, pair_d))
-    scale = max(float(pair_d.max(initial=0.0)), 1.0)
-    if pair_d.size and pair_d.min() <= _RTOL * scale:
-        raise ValueError("site_offsets: two sites coincide (zero distance)")
-    shells = []  # upper bound of each distance shell
-    for d in np.unique(pair_d):
-        if shells and d <= shells[-1] + _RTOL * scale:
-            shells[-1] = d
-        elif len(shells) < max_order:
-            shells.append(d)
-        else:
-            break
-    order = np.searchsorted(np.asarray(shells) + _RTOL * scale, pair_d) + 1
+    order = np.searchsorted(_shell_bounds(levels, max_order, tol) + tol, pair_d) + 1
     keep = order <= max_order
     edges = zip(
         pair_i[keep].tolist(), pair_j[keep].tolist(), order[keep].tolist(), strict=True
@@ -236,12 +281,13 @@ def bravais(
     max_order = _as_positive_int(max_order, "max_order")
     pos = _positions(vectors, offsets, extent)
     supercell = np.asarray(extent, dtype=np.float64)[:, None] * vectors
+    tol = _RTOL * max(1.0, float(np.linalg.norm(vectors, axis=1).max()))
     return Lattice(
         basis_vectors=tuple(tuple(float(x) for x in row) for row in vectors),
         site_offsets=tuple(tuple(float(x) for x in row) for row in offsets),
         extent=extent,
         pbc=pbc,
-        edges=_neighbour_edges(pos, supercell, pbc, max_order),
+        edges=_neighbour_edges(pos, supercell, pbc, max_order, tol),
         name=name,
     )
 

@@ -151,14 +151,15 @@ def test_j1j2_four_by_four():
 # --- independent brute force ----------------------------------------------------------
 
 
-def brute_force_edges(vectors, offsets, extent, pbc, max_order):
-    """Edges by explicit loops over pairs and images t in {-2..2} per periodic axis."""
+def brute_force_edges(vectors, offsets, extent, pbc, max_order, reach=2):
+    """Edges by explicit loops over pairs and images t in {-reach..reach} per periodic
+    axis."""
     vectors, offsets = np.array(vectors), np.array(offsets)
     pos = []
     for cell in itertools.product(*(range(n) for n in extent)):
         for off in offsets:
             pos.append(np.dot(cell, vectors) + off)
-    shifts = [range(-2, 3) if p else range(1) for p in pbc]
+    shifts = [range(-reach, reach + 1) if p else range(1) for p in pbc]
     dist = {}
     for i, j in itertools.combinations(range(len(pos)), 2):
         dist[i, j] = min(
@@ -214,6 +215,19 @@ def test_bravais_mixed_pbc_against_brute_force():
     vectors, offsets = [[1, 0], [0.5, S3 / 2]], [[0, 0]]
     expected, _ = brute_force_edges(vectors, offsets, (4, 3), (False, True), 3)
     assert lat.bravais(vectors, offsets, (4, 3), (False, True)).edges == expected
+
+
+@pytest.mark.parametrize(
+    "pbc", [(True, True), (True, False), (False, True)], ids=["pbc", "x", "y"]
+)
+def test_skewed_basis_against_brute_force(pbc):
+    """A square lattice described by the skewed primitive vectors (1, 0), (5, 1)."""
+    vectors, offsets = [[1, 0], [5, 1]], [[0, 0]]
+    expected, _ = brute_force_edges(vectors, offsets, (4, 5), pbc, 3, reach=7)
+    skewed = lat.bravais(vectors, offsets, (4, 5), pbc)
+    assert skewed.edges == expected
+    if pbc == (True, True):  # a twisted 4x5 torus: square-lattice shells
+        assert counts(skewed) == counts(lat.square((4, 5)))
 
 
 def test_site_numbering_row_major():
