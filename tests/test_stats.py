@@ -25,29 +25,36 @@ def ar1(rng, phi, shape, n_steps):
 batched_statistics = jax.jit(jax.vmap(statistics))
 
 
-@pytest.mark.parametrize("phi", [0.5, 0.9], ids=["phi=0.5", "phi=0.9"])
-def test_ar1_error_and_tau(phi):
-    rng = np.random.default_rng(17 + int(100 * phi))
-    x = ar1(rng, phi, (N_REPS, N_CHAINS), N_STEPS)
+@pytest.mark.parametrize(
+    "phi, n_steps, n_reps, bias_tol",
+    [(0.5, N_STEPS, N_REPS, 0.03), (0.9, N_STEPS, N_REPS, 0.03), (0.5, 64, 1000, 0.1)],
+    ids=["phi=0.5", "phi=0.9", "phi=0.5-short"],
+)
+def test_ar1_error_and_tau(phi, n_steps, n_reps, bias_tol):
+    rng = np.random.default_rng(17 + int(100 * phi) + n_steps)
+    x = ar1(rng, phi, (n_reps, N_CHAINS), n_steps)
     st = batched_statistics(jnp.asarray(x))
     means = np.asarray(st.mean)
-    # The true mean is 0: the empirical rms of the means over N_REPS independent
-    # repetitions has relative standard deviation 1/sqrt(2 N_REPS) (3.5 %).
+    # The true mean is 0: the empirical rms of the means over n_reps independent
+    # repetitions has relative standard deviation 1/sqrt(2 n_reps) (3.5 % for 400).
     empirical = np.sqrt(np.mean(means**2))
     reported = np.sqrt(np.mean(np.asarray(st.error) ** 2))
-    tol = 3.0 / np.sqrt(2 * N_REPS)
+    tol = 3.0 / np.sqrt(2 * n_reps)
     assert abs(reported / empirical - 1) < tol, (reported, empirical)
     # Exact error of the mean of a stationary AR(1) (finite-length formula) agrees
-    # with the reported error to the estimator bias (window, centring): 3 %.
-    n = N_STEPS
+    # with the reported error up to the estimator's bias (window, 1/n normalisation,
+    # centring), of order tau / n_steps: 3 % for long chains, more for short ones.
+    n = n_steps
     k = np.arange(1, n)
     var_chain_mean = (1 + 2 * np.sum((1 - k / n) * phi**k)) / n
     exact = np.sqrt(var_chain_mean / N_CHAINS)
-    assert abs(reported / exact - 1) < 0.03, (reported, exact)
+    assert abs(reported / exact - 1) < bias_tol, (reported, exact)
     tau_true = phi / (1 - phi)
-    assert abs(np.mean(st.tau_corr) / tau_true - 1) < 0.05
+    assert abs(np.mean(st.tau_corr) / tau_true - 1) < 5 / 3 * bias_tol
     np.testing.assert_allclose(np.mean(st.variance), 1.0, rtol=0.02)
-    assert np.all(np.abs(np.asarray(st.r_hat) - 1) < 0.1)
+    # well-mixed chains: R-hat close to 1 in every repetition
+    assert abs(np.mean(st.r_hat) - 1) < 0.05
+    assert np.all(np.abs(np.asarray(st.r_hat) - 1) < 0.2)
 
 
 def test_white_noise():
