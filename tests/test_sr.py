@@ -202,3 +202,14 @@ def test_invalid_settings():
         SR(solver="qr")
     with pytest.raises(ValueError, match="diag_scale"):
         SR(solver="cg", diag_scale=0.1)
+
+
+def test_auto_solver_choice():
+    from nqs.sr import JACOBIAN_BUDGET, choose_solver
+
+    auto = SR()
+    assert choose_solver(auto, n_rows=1024, n_params=440) == "dense"
+    assert choose_solver(auto, n_rows=1024, n_params=5000) == "minsr"
+    huge = JACOBIAN_BUDGET // 8 // 1024 + 1
+    assert choose_solver(auto, n_rows=1024, n_params=huge) == "cg"
+    assert choose_solver(SR(solver="dense"), n_rows=10, n_params=10**9) == "dense"

@@ -286,3 +286,13 @@ def test_kill_9_leaves_readable_log_and_resumes(tmp_path):
     assert (
         int(checkpoint.load(os.path.join(run_dir, "checkpoint.npz"), like).step) == 60
     )
+
+
+def test_early_stop_rule():
+    rng = np.random.default_rng(0)
+    rule = vmc.EarlyStop(patience=40, rel_tol=1e-4)
+    decreasing = list(-10.0 - 0.01 * np.arange(60) + 1e-4 * rng.normal(size=60))
+    flat = list(-10.0 + 1e-3 * rng.normal(size=60))
+    assert not vmc._converged(decreasing, rule)
+    assert vmc._converged(flat, rule)
+    assert not vmc._converged(flat[:30], rule)  # too short to judge
