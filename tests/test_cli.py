@@ -156,3 +156,201 @@ def test_check_prints_resolved_config(tmp_path):
     assert "# Hilbert-space dimension: 64" in result.stdout
     assert "# memory per step" in result.stdout
     assert sorted(p.name for p in tmp_path.iterdir()) == ["tfim6.toml"]
+
+
+# --------------------------------------------------------------- end to end
+TINY = """
+name = "tiny"
+seed = 5
+[lattice]
+kind = "chain"
+extent = [6]
+[hamiltonian]
+kind = "ising"
+J = 1.0
+h = 0.7
+[sampler]
+n_chains = 16
+n_samples = 256
+[driver]
+n_steps = 30
+[optimizer]
+kind = "sgd"
+learning_rate = 0.05
+[preconditioner]
+diag_shift = 0.01
+"""
+
+
+def _analyse(run_dir):
+    result = _invoke("analyse", run_dir, "--json", "--last", "0.25")
+    assert result.exit_code == 0, result.output
+    return json.loads(result.stdout)
+
+
+def _assert_png(path):
+    import matplotlib.image
+
+    assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    image = matplotlib.image.imread(path)
+    assert image.shape[0] >= 300 and image.shape[1] >= 400
+
+
+def test_run_analyse_plot(tmp_path):
+    config = _write(tmp_path, TINY)
+    run_dir = tmp_path / "run"
+    result = _invoke("run", config, "-o", run_dir)
+    assert result.exit_code == 0, result.output
+    assert "tiny: completed at step 30" in result.stdout
+    assert "exact energy" in result.stderr  # printed before starting
+
+    exact = np.linalg.eigvalsh(_dense_tfim(6, 1.0, 0.7))[0]
+    summary = _analyse(run_dir)
+    assert (summary["n_steps"], summary["window"], summary["n_sites"]) == (30, 8, 6)
+    assert summary["exact_energy"] == pytest.approx(exact, abs=1e-9)
+    # an easy case: converged to well below a percent, within a few error bars
+    assert summary["relative_error"] < 5e-3
+    assert abs(summary["energy"] - exact) < 5 * summary["energy_error"] + 2e-3
+    assert summary["variance"] < 0.1 and not summary["collapsed"]
+
+    plot = _invoke("plot", run_dir, "-o", tmp_path / "energy.png")
+    assert plot.exit_code == 0, plot.output
+    _assert_png(tmp_path / "energy.png")
+
+    # existing run directory: refused, nothing touched
+    before = (run_dir / "log.h5").read_bytes()
+    again = _invoke("run", config, "-o", run_dir)
+    assert again.exit_code == 2
+    assert again.stderr.startswith(f"error: {run_dir}: run directory exists")
+    assert (run_dir / "log.h5").read_bytes() == before
+
+    # resuming with a different physical setting is refused before anything runs
+    bad = _invoke("run", config, "-o", run_dir, "--resume", "--set", "hamiltonian.h=1")
+    assert bad.exit_code == 2 and bad.stderr.startswith("error: hamiltonian.h:")
+    assert (run_dir / "log.h5").read_bytes() == before
+
+
+@pytest.mark.slow
+def test_resume_appends(tmp_path):
+    from nqs import analysis
+
+    config = _write(tmp_path, TINY)
+    run_dir = tmp_path / "run"
+    first = _invoke("run", config, "-o", run_dir, "-q", "--set", "driver.n_steps=12")
+    assert first.exit_code == 0, first.output
+    more = _invoke(
+        "run", config, "-o", run_dir, "--resume", "--set", "driver.n_steps=20"
+    )
+    assert more.exit_code == 0, more.output
+    assert "resuming at step 12" in more.stderr
+    run = analysis.load_run(run_dir)
+    np.testing.assert_array_equal(run.history["step"], np.arange(20))
+    assert np.all(np.diff(run.history["wall_time"]) > 0)
+    assert _analyse(run_dir)["n_steps"] == 20
+
+
+@pytest.mark.slow
+def test_force_overwrites(tmp_path):
+    config = _write(tmp_path, TINY)
+    run_dir = tmp_path / "run"
+    first = _invoke("run", config, "-o", run_dir, "-q", "--set", "driver.n_steps=4")
+    assert first.exit_code == 0, first.output
+    fresh = _invoke(
+        "run", config, "-o", run_dir, "--force", "--set", "driver.n_steps=2"
+    )
+    assert fresh.exit_code == 0, fresh.output
+    assert _analyse(run_dir)["n_steps"] == 2
+    other = tmp_path / "not_a_run"
+    other.mkdir()
+    (other / "thesis.tex").write_text("precious")
+    refused = _invoke("run", config, "-o", other, "--force")
+    assert refused.exit_code == 2 and "not an nqs run directory" in refused.stderr
+    assert (other / "thesis.tex").read_text() == "precious"
+
+
+def test_run_bad_input_writes_nothing(tmp_path):
+    run_dir = tmp_path / "out"
+    config = _write(tmp_path, TINY)
+    for args in (
+        ["--set", "sampler.n_samples=100"],
+        ["--set", "model.alpha=-1"],
+        ["--set", 'model.kind="nope"'],
+        ["--set", "optimizer.kind=not_an_optimizer"],
+    ):
+        result = _invoke("run", config, "-o", run_dir, *args)
+        assert result.exit_code == 2, (args, result.output)
+        assert len(result.stderr.splitlines()) == 1, result.stderr
+        assert result.stderr.startswith(
+            ("error: sampler", "error: model", "error: opt")
+        )
+        assert not run_dir.exists()
+    result = _invoke("run", config, "-o", run_dir, "--resume")
+    assert result.exit_code == 2 and "nothing to resume" in result.stderr
+    assert not run_dir.exists()
+
+
+def test_tdvp_not_available(tmp_path):
+    text = TINY.replace("n_steps = 30", 'kind = "tdvp"\nt_end = 1.0\ndt = 0.01')
+    run_dir = tmp_path / "out"
+    result = _invoke("run", _write(tmp_path, text), "-o", run_dir)
+    assert result.exit_code == 2
+    assert result.stderr.startswith("error: driver.kind: the tdvp driver")
+    assert not run_dir.exists()
+
+
+def test_debug_shows_traceback(tmp_path):
+    from nqs.errors import InputError
+
+    config = _write(tmp_path, TINY + "[extra]\nx = 1\n")
+    plain = _invoke("check", config)
+    assert plain.exit_code == 2 and plain.exception.__class__ is SystemExit
+    debug = _invoke("--debug", "check", config)
+    assert isinstance(debug.exception, InputError) and debug.exception.key == "extra"
+
+
+def test_analyse_refuses_non_log(tmp_path):
+    path = _write(tmp_path, "not hdf5", name="log.h5")
+    result = _invoke("analyse", tmp_path)
+    assert result.exit_code == 2
+    assert result.stderr.startswith(f"error: {path}: not a readable HDF5 log")
+
+
+@pytest.mark.slow
+def test_bench_json(tmp_path):
+    config = _write(tmp_path, TINY)
+    result = _invoke("bench", config, "--steps", "3", "--json")
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.stdout)
+    assert data["machine"]["versions"]["jax"] and data["machine"]["devices"]
+    (res,) = data["results"]
+    assert (res["name"], res["n_sites"], res["n_samples"], res["steps"]) == (
+        "tiny",
+        6,
+        256,
+        3,
+    )
+    assert res["compile_time"] > res["time_per_step"] > 0
+    assert res["samples_per_second"] == pytest.approx(256 / res["time_per_step"])
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("path", CONFIGS, ids=[p.stem for p in CONFIGS])
+def test_shipped_config_runs(tmp_path, monkeypatch, path):
+    """Every shipped config runs as shipped, shrunk to a few steps and samples."""
+    monkeypatch.chdir(ROOT)  # custom ansatz paths are relative to the repository
+    run_dir = tmp_path / path.stem
+    result = _invoke(
+        "run",
+        path,
+        "-o",
+        run_dir,
+        "-q",
+        "--set",
+        "driver.n_steps=3",
+        "--set",
+        "sampler.n_samples=64",
+        "--set",
+        "driver.exact=false",
+    )
+    assert result.exit_code == 0, result.output
+    assert _analyse(run_dir)["n_steps"] == 3
