@@ -114,22 +114,18 @@ def check(ctx: typer.Context, config: ConfigArg, set_: SetOption = None) -> None
 
     with _errors(ctx):
         cfg = _load(config, set_)
-        lat = build.lattice(cfg)
-        hil = build.hilbert(cfg, lat)
-        ham = build.hamiltonian(cfg, hil, lat)
-        module = build.model(cfg, hil)
-        build.sampler(cfg, hil, lat, ham)
-        build.optimizer(cfg)
-        build.sr(cfg)
-        build.observables(cfg, hil, lat)
-        n_params = build.n_parameters(module, hil)
-        mem = build.memory_estimate(cfg, n_params, ham.n_conn)
+        objs = build.objects(cfg)
+        hil = objs.hilbert
+        n_params = build.n_parameters(objs.model, hil)
+        memory = build.memory_per_step(cfg, objs)
         typer.echo(config_mod.resolved_toml(cfg), nl=False)
         typer.echo(f"\n# sites: {hil.n_sites}")
         typer.echo(f"# Hilbert-space dimension: {hil.n_states}")
         typer.echo(f"# parameters (real): {n_params}")
-        parts = ", ".join(f"{k} {_bytes(v)}" for k, v in mem.items() if k != "total")
-        typer.echo(f"# memory per step: ~{_bytes(mem['total'])} ({parts})")
+        if memory is None:
+            typer.echo(f"# driver {cfg.driver.kind}: not available yet (run refuses)")
+        else:
+            typer.echo(f"# memory per step: ~{_bytes(memory)}")
 
 
 @app.command()

@@ -191,32 +191,13 @@ def n_parameters(module, hil) -> int:
     )
 
 
-def memory_estimate(cfg: Config, n_params: int, n_conn: int) -> dict[str, int]:
-    """Rough peak bytes of one VMC step, by the array that dominates.
+def memory_per_step(cfg: Config, objs: Objects) -> int | None:
+    """Estimated peak bytes of one driver step (None if the driver is not available)."""
+    if cfg.driver.kind != "vmc":
+        return None
+    from nqs.drivers import vmc
 
-    Returns:
-        {"samples", "connected", "jacobian", "s_matrix", "total"} in bytes; the
-        Jacobian is (n_samples, n_params) float64 (doubled for complex outputs when
-        SR uses it), S is (n_params, n_params) for the dense solver.
-    """
-    n_s, n = cfg.sampler.n_samples, cfg.n_sites
-    rows = n_s if cfg.driver.chunk_size is None else min(n_s, cfg.driver.chunk_size)
-    est = {
-        "samples": n_s * n,
-        "connected": rows * n_conn * (n + 16),
-        "jacobian": 0,
-        "s_matrix": 0,
-    }
-    if cfg.preconditioner.kind == "sr":
-        cplx = cfg.model.param_dtype.startswith("complex")
-        n_rows = n_s * (2 if cplx else 1)
-        est["jacobian"] = n_rows * n_params * 8
-        if cfg.preconditioner.solver in ("auto", "dense") and n_params <= n_rows:
-            est["s_matrix"] = n_params * n_params * 8
-        elif cfg.preconditioner.solver in ("auto", "minsr"):
-            est["s_matrix"] = n_rows * n_rows * 8
-    est["total"] = sum(est.values())
-    return est
+    return vmc.estimate_memory(vmc_problem(cfg, objs))
 
 
 def exact_result(cfg: Config, max_dimension: int = MAX_EXACT_DIMENSION) -> dict:

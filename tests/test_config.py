@@ -277,3 +277,18 @@ def test_bad_set_value_names_key(tmp_path):
     _assert_one_line_error(result, "sampler.n_chains", ">= 1")
     result = _invoke(["check", str(path), "--set", "sampler.n_chains"])
     _assert_one_line_error(result, "--set", "KEY=VALUE")
+
+
+def test_driver_defaults_match_the_driver():
+    """The config's safety and early-stop defaults are the driver's own."""
+    import dataclasses
+
+    from nqs.drivers import vmc
+
+    d = config.loads(BASE).driver
+    assert d.safety() == dataclasses.asdict(vmc.Safety())
+    assert (d.patience, d.rel_tol) == (
+        vmc.EarlyStop().patience,
+        vmc.EarlyStop().rel_tol,
+    )
+    assert d.early_stop is False
