@@ -78,13 +78,13 @@ def test_invalid_states_give_minus_one(hi, values, total, monkeypatch):
     bad_value[1, -1] = min(values) - 1
     queries = np.concatenate([every, bad_value])
     valid = np.concatenate([in_basis, np.zeros(3, bool)])
-    for out in (
-        hi.states_to_indices(queries),
-        np.asarray(hi.states_to_indices(jnp.asarray(queries))),
-    ):
+    index_jax, is_valid = jax.jit(lambda s: (hi.states_to_indices(s), hi.is_valid(s)))(
+        jnp.asarray(queries)
+    )
+    for out in (hi.states_to_indices(queries), np.asarray(index_jax)):
         np.testing.assert_array_equal(out < 0, ~valid)
         assert set(out[out < 0].tolist()) <= {-1}
-    np.testing.assert_array_equal(np.asarray(hi.is_valid(queries)), valid)
+    np.testing.assert_array_equal(np.asarray(is_valid), valid)
     monkeypatch.setattr(hilbert_module, "_DENSE_TABLE_MAX", 0)
     monkeypatch.setattr(hilbert_module, "_FLOAT_KEY_MAX", 0)
     np.testing.assert_array_equal(hi.states_to_indices(queries) < 0, ~valid)
@@ -120,13 +120,32 @@ def test_random_states_valid_and_uniform(hi, values, total):
     assert chi2 < dof + 5 * np.sqrt(2 * max(dof, 1)), chi2
 
 
-def test_random_states_large_constrained_valid():
-    hi = Spin(40, s=1, total_sz=3)
-    sigma = jax.jit(hi.random_states, static_argnums=1)(jax.random.key(0), 1000)
-    assert bool(jnp.all(hi.is_valid(sigma)))
-    # each site is on average at m = total_sz / n_sites
-    mean = float(jnp.mean(sigma.astype(jnp.float64))) / 2
-    np.testing.assert_allclose(mean, 3 / 40, atol=1e-12)
+def test_random_states_large_constrained_marginals():
+    """Site marginals of uniform draws from a space too large to enumerate.
+
+    P(m_i = m) = #(39 sites with sum 2*total_sz - 2m) / #(40 sites with 2*total_sz).
+    """
+    hi, n = Spin(40, s=1, total_sz=3), 4000
+
+    @jax.jit
+    def draw(key):
+        sigma = hi.random_states(key, n)
+        return sigma, jnp.all(hi.is_valid(sigma))
+
+    sigma, all_valid = draw(jax.random.key(0))
+    assert bool(all_valid)
+    # coefficients of (1 + x + x^2)^39: ways 39 sites reach each local-index sum
+    coefficients = [1]
+    for _ in range(39):
+        padded = [0, 0, *coefficients, 0, 0]
+        coefficients = [sum(padded[r : r + 3]) for r in range(len(padded) - 2)]
+    # the local-index sum is 40 + 3 = 43; a site with local index k leaves 43 - k
+    exact = np.array([coefficients[43 - k] for k in range(3)], dtype=float)
+    exact /= exact.sum()
+    for site in (0, 20, 39):
+        freq = np.array([np.mean(np.asarray(sigma[:, site]) == v) for v in (-2, 0, 2)])
+        sd = np.sqrt(exact * (1 - exact) / n)
+        np.testing.assert_array_less(np.abs(freq - exact), 5 * sd)
 
 
 def test_n_states_large_closed_forms():
