@@ -32,8 +32,11 @@ _DEFAULT_DTYPES = ("float64", jnp.float64)
 _INTERNAL_FIELDS = ("parent", "name")
 
 
-def _one_line(exc: BaseException) -> str:
+def _one_line(exc: BaseException, limit: int = 400) -> str:
+    """``Type: message`` on one line, cut to about ``limit`` characters."""
     text = " ".join(str(exc).split())
+    if len(text) > limit:
+        text = text[:limit] + " ..."
     return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
 
 
