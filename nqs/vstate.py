@@ -193,6 +193,7 @@ def _weighted_gradient(model, params, sigma, weights, chunk_size):
 
     def loss(t, s, w):
         log_psi = model.apply(unravel(t), s)
+        log_psi = jnp.where(w != 0, log_psi, 0)  # psi = 0 states carry zero weight
         return 2 * jnp.sum(jnp.real(jnp.conj(w) * log_psi))
 
     n = sigma.shape[0]

@@ -195,7 +195,7 @@ def test_hamiltonian_rule_log_q_ratio_counts_connections():
     # independent count of off-diagonal connections: 2 field flips + anti-aligned bonds
     n_conn = 2 + np.sum(states[:, 1:] != states[:, :-1], axis=1)
     sigma = jnp.asarray(np.repeat(states, 20, axis=0))
-    sigma_p, log_q = rule.propose(jax.random.key(0), sigma)
+    sigma_p, log_q = jax.jit(rule.propose)(jax.random.key(0), sigma)
     i, j = _indices(hilbert, sigma), _indices(hilbert, sigma_p)
     assert np.all(i != j)
     np.testing.assert_allclose(log_q, np.log(n_conn[i]) - np.log(n_conn[j]), atol=1e-12)
@@ -222,7 +222,7 @@ def test_hop_rule_moves_one_particle_between_edge_ends():
     hilbert = Fock(4, n_max=2, n_particles=4)
     rule = HopRule(hilbert, ((0, 1), (2, 3)))
     sigma = hilbert.random_states(jax.random.key(0), 2000)
-    sigma_p, _ = rule.propose(jax.random.key(1), sigma)
+    sigma_p, _ = jax.jit(rule.propose)(jax.random.key(1), sigma)
     delta = np.asarray(sigma_p, int) - np.asarray(sigma, int)
     moved = np.any(delta != 0, axis=1)
     assert moved.mean() > 0.3
