@@ -207,6 +207,12 @@ BAD = {
         "hamiltonian.sign_rule",
         "bipartite",
     ),
+    "marshall-odd-ring": (
+        '[lattice]\nkind = "chain"\nextent = [5]\n'
+        '[hamiltonian]\nkind = "heisenberg"\nsign_rule = "marshall"\n',
+        "hamiltonian.sign_rule",
+        "bipartite",
+    ),
     "bad-kind": ('[driver]\nkind = "dmrg"\n', "driver.kind", "vmc, tdvp"),
     "total-sz-parity": (
         "[hilbert]\ntotal_sz = 0.5\n",
