@@ -72,7 +72,9 @@ class MetropolisSampler:
     One sweep is ``sweep_size`` proposals per chain; a move sigma -> sigma' is accepted
     with probability min(1, exp(p Re[log psi(sigma') - log psi(sigma)] + log_q_ratio)).
     ``sample`` runs ``n_discard_per_chain`` sweeps for thermalisation, then records the
-    configuration after each of ``n_samples_per_chain`` sweeps.
+    configuration after each of ``n_samples_per_chain`` sweeps. It first recomputes
+    log_prob of the current configurations with the given params, so a state carried
+    over a parameter update is valid.
 
     Attributes:
         hilbert: ``nqs.hilbert`` space; chains start from ``hilbert.random_states``.
@@ -154,7 +156,9 @@ class MetropolisSampler:
             return carry, carry[0]
 
         key, k_run = jax.random.split(state.key)
-        carry = (state.sigma, state.log_prob, jnp.zeros_like(state.n_accepted))
+        # params may have changed since the state was made: refresh log|psi|^p
+        log_prob = _log_prob(model, params, state.sigma, self.power)
+        carry = (state.sigma, log_prob, jnp.zeros_like(state.n_accepted))
         carry, sigmas = jax.lax.scan(sweep, carry, jax.random.split(k_run, n_sweeps))
         sigma, log_prob, n_acc = carry
         samples = jnp.swapaxes(sigmas[self.n_discard_per_chain :], 0, 1)

@@ -274,3 +274,22 @@ def test_sample_compiles_once_per_shape():
     same = MetropolisSampler(hilbert, LocalRule(hilbert), n_chains=4, n_samples=8)
     _, state = same.sample(model, params, state)  # an equal sampler shares the cache
     assert TRACES["n"] == n
+
+
+def test_sample_refreshes_log_prob_after_parameter_change():
+    hilbert = Spin(6)
+    model, params = _model(hilbert)
+    sampler = MetropolisSampler(
+        hilbert,
+        LocalRule(hilbert),
+        n_chains=64,
+        n_samples=64,
+        n_discard_per_chain=0,
+        sweep_size=1,
+    )
+    state = sampler.init(model, params, jax.random.key(0))
+    new_params = jax.tree_util.tree_map(lambda x: -3 * x, params)
+    _, state = sampler.sample(model, new_params, state)
+    assert 0 < int(jnp.sum(state.n_accepted)) < 64  # some chains kept their sigma
+    log_psi = model.apply(new_params, state.sigma)
+    np.testing.assert_allclose(state.log_prob, 2 * log_psi, rtol=1e-12)
