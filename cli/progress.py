@@ -39,7 +39,7 @@ class Reporter:
         self.prep = prep
         self.run_dir = run_dir
         self.quiet = quiet
-        self.console = Console(stderr=True, highlight=False)
+        self.console = Console(stderr=True, highlight=False, soft_wrap=True)
         self.progress: Progress | None = None
         self.task = None
         self.n_collapsed = 0
