@@ -20,7 +20,9 @@ All public functions are jitted once per shape; ``model``, ``op``, ``hilbert`` a
 
 from __future__ import annotations
 
+import dataclasses
 import functools
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -297,3 +299,60 @@ def full_sum_expect_and_grad(model, params, hilbert, op):
     energy, probs, e_loc, states = _full_sum(model, params, hilbert, op)
     weights = probs * (e_loc - energy)
     return energy, _weighted_gradient(model, params, states, weights, None)
+
+
+# -- convenience container ------------------------------------------------------------
+
+
+@functools.partial(
+    jax.tree_util.register_dataclass,
+    data_fields=["params", "sampler_state"],
+    meta_fields=["model", "sampler"],
+)
+@dataclasses.dataclass(frozen=True)
+class VariationalState:
+    """A model, its sampler, parameters and chains, for scripts and notebooks.
+
+    A pytree (params and sampler_state are leaves; model and sampler are static), so
+    it can pass through ``jax.jit``. Methods return a new state instead of mutating.
+    Drivers use the functions of this module directly.
+
+    Attributes:
+        model: Flax module.
+        sampler: ``nqs.sampler`` sampler.
+        params: variables pytree of ``model``.
+        sampler_state: ``nqs.sampler.SamplerState``.
+    """
+
+    model: Any
+    sampler: Any
+    params: Any
+    sampler_state: Any
+
+    @classmethod
+    def create(cls, model, sampler, key: jax.Array, params=None) -> VariationalState:
+        """Initialise params (unless given) with ``model.init`` and the chains."""
+        k_params, k_chains = jax.random.split(key)
+        if params is None:
+            sigma = sampler.hilbert.random_states(k_params, 1)
+            params = model.init(k_params, sigma)
+        return cls(model, sampler, params, sampler.init(model, params, k_chains))
+
+    def sample(self) -> tuple[jax.Array, VariationalState]:
+        """(n_chains, n_samples_per_chain, n_sites) int8 samples and the new state."""
+        samples, chain = self.sampler.sample(
+            self.model, self.params, self.sampler_state
+        )
+        return samples, dataclasses.replace(self, sampler_state=chain)
+
+    def expect(self, op, chunk_size=None) -> tuple[Stats, VariationalState]:
+        """Monte Carlo <op> from fresh samples, and the new state."""
+        samples, new = self.sample()
+        stats, _ = expect(self.model, self.params, samples, op, chunk_size)
+        return stats, new
+
+    def expect_and_grad(self, op, chunk_size=None):
+        """(Stats, gradient pytree like params, new state) from fresh samples."""
+        samples, new = self.sample()
+        stats, grad = expect_and_grad(self.model, self.params, samples, op, chunk_size)
+        return stats, grad, new

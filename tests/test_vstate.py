@@ -13,7 +13,7 @@ from nqs.hilbert import Spin
 from nqs.models import LogStateVector
 from nqs.operator import sigma_x, sigma_y, sigma_z, spin_minus, spin_plus, spin_z
 from nqs.rules import LocalRule
-from nqs.sampler import MetropolisSampler
+from nqs.sampler import ExactSampler, MetropolisSampler
 
 N = 6
 TRACES = {"n": 0}
@@ -303,3 +303,18 @@ def test_local_estimates_compile_once_per_shape():
     sigma = hilbert.random_states(jax.random.key(1), 12)
     vstate.local_estimates(model, params, sigma, op, chunk_size=5)
     assert TRACES["n"] == n
+
+
+def test_variational_state_container():
+    hilbert, op, _ = _tfim()
+    model = MODELS["real"]
+    sampler = ExactSampler(hilbert, n_samples=2048, n_chains=8)
+    vs = vstate.VariationalState.create(model, sampler, jax.random.key(0))
+    stats, grad, vs2 = vs.expect_and_grad(op)
+    exact, exact_grad = vstate.full_sum_expect_and_grad(model, vs.params, hilbert, op)
+    assert abs(complex(stats.mean) - complex(exact)) < 4 * float(stats.error)
+    g, g_exact = vstate.ravel(grad)[0], vstate.ravel(exact_grad)[0]
+    assert float(jnp.dot(g, g_exact)) > 0.5 * float(jnp.dot(g_exact, g_exact))
+    stats2, vs3 = vs2.expect(op)
+    assert float(stats2.mean.real) != float(stats.mean.real)  # new samples
+    assert not jnp.array_equal(vs3.sampler_state.key, vs2.sampler_state.key)
