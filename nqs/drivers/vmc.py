@@ -177,14 +177,6 @@ def _all_finite(tree) -> jax.Array:
     return jnp.all(jnp.stack([jnp.all(jnp.isfinite(x)) for x in leaves]))
 
 
-def _fresh_chain(problem: VMCProblem, params, sampler_state):
-    """Re-evaluate the chains' log-probabilities under the current parameters."""
-    power = getattr(problem.sampler, "power", 2.0)
-    log_psi = problem.model.apply(params, sampler_state.sigma)
-    log_prob = (power * jnp.real(log_psi)).astype(sampler_state.log_prob.dtype)
-    return dataclasses.replace(sampler_state, log_prob=log_prob)
-
-
 def _measure(problem: VMCProblem, params, samples) -> dict[str, jax.Array]:
     out = {}
     for name, op in problem.observables:
@@ -228,8 +220,7 @@ def vmc_step(problem: VMCProblem, state: VMCState) -> tuple[VMCState, dict]:
     """
     sf = problem.safety
     model, params = problem.model, state.params
-    chain = _fresh_chain(problem, params, state.sampler_state)
-    samples, chain = problem.sampler.sample(model, params, chain)
+    samples, chain = problem.sampler.sample(model, params, state.sampler_state)
     e_stats, e_loc = vstate.expect(
         model, params, samples, problem.hamiltonian, problem.chunk_size
     )
