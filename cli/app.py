@@ -24,6 +24,9 @@ app = typer.Typer(
     no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False
 )
 
+# Driver keys a resumed run may change (they do not alter the steps already taken).
+_EARLY_STOP = ("early_stop", "patience", "rel_tol")
+
 SetOption = Annotated[
     list[str] | None,
     typer.Option(
@@ -190,7 +193,7 @@ def _check_resume_config(run_dir: Path, cfg) -> None:
     except InputError:
         return
     new = config_mod.to_dict(cfg)
-    free = {"n_steps", "checkpoint_every", "flush_every", "early_stop"}
+    free = {"n_steps", "checkpoint_every", "flush_every", "exact", *_EARLY_STOP}
     for section in sorted(set(old) | set(new)):
         a, b = old.get(section), new.get(section)
         if isinstance(a, dict) and isinstance(b, dict):
