@@ -106,8 +106,8 @@ def test_interrupted_and_resumed_equals_uninterrupted(tmp_path):
         problem, fresh, tmp_path / "a", 30, checkpoint_every=5, flush_every=3
     )
 
-    def stop_at_23(record):
-        if record["event"] == "step" and record["step"] == 22:
+    def stop_at_24(record):  # step 24 is buffered, not yet flushed
+        if record["event"] == "step" and record["step"] == 24:
             raise Interrupt
 
     with pytest.raises(Interrupt):
@@ -118,11 +118,11 @@ def test_interrupted_and_resumed_equals_uninterrupted(tmp_path):
             30,
             checkpoint_every=5,
             flush_every=3,
-            progress=stop_at_23,
+            progress=stop_at_24,
         )
     partial = logmod.read_log(tmp_path / "b" / "log.h5")["history"]["step"]
-    # rows up to the last flush (22) run past the last checkpoint (step 20)
-    assert partial[-1] == 22
+    # the interruption flushed every finished step, past the last checkpoint (20)
+    assert partial[-1] == 24
     ckpt = checkpoint.load(tmp_path / "b" / "checkpoint.npz", fresh)
     assert int(ckpt.step) == 20
     resumed = vmc.run(

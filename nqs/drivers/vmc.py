@@ -27,6 +27,7 @@ step (``history/collapsed``) and reported in progress and in the run summary.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import functools
 import math
@@ -564,37 +565,42 @@ def run(
     energies: list[float] = []
     status, n_collapsed = "completed", 0
     step = int(state.step)
-    while step < n_steps:
-        t = time.perf_counter()
-        state, info = vmc_step(problem, state)
-        row = _host_row(info, real_keys)
-        row["wall_time"] = offset + time.perf_counter() - start
-        writer.append(row)
-        step = int(state.step)
-        n_collapsed += bool(row["collapsed"])
-        if not row["rejected"]:
-            energies.append(row["energy/mean"])
-        report(
-            {
-                **row,
-                "event": "step",
-                "n_steps": n_steps,
-                "time_per_step": time.perf_counter() - t,
-            }
-        )
-        if row["n_consecutive"] >= problem.safety.max_consecutive_rejections:
-            writer.flush()
-            raise DivergenceError(
-                f"step {row['step']}: {row['n_consecutive']} consecutive steps "
-                "rejected (non-finite or exploding energy/update); the log holds "
-                f"every step, the last checkpoint is the last good state ({ckpt})"
+    try:
+        while step < n_steps:
+            t = time.perf_counter()
+            state, info = vmc_step(problem, state)
+            row = _host_row(info, real_keys)
+            row["wall_time"] = offset + time.perf_counter() - start
+            writer.append(row)
+            step = int(state.step)
+            n_collapsed += bool(row["collapsed"])
+            if not row["rejected"]:
+                energies.append(row["energy/mean"])
+            report(
+                {
+                    **row,
+                    "event": "step",
+                    "n_steps": n_steps,
+                    "time_per_step": time.perf_counter() - t,
+                }
             )
-        if step % checkpoint_every == 0:
+            if row["n_consecutive"] >= problem.safety.max_consecutive_rejections:
+                writer.flush()
+                raise DivergenceError(
+                    f"step {row['step']}: {row['n_consecutive']} consecutive steps "
+                    "rejected (non-finite or exploding energy/update); the log holds "
+                    f"every step, the last checkpoint is the last good state ({ckpt})"
+                )
+            if step % checkpoint_every == 0:
+                writer.flush()
+                checkpoint.save(ckpt, state)
+            if early_stop is not None and _converged(energies, early_stop):
+                status = "converged"
+                break
+    except BaseException:  # interrupted (Ctrl-C, error): keep every finished step
+        with contextlib.suppress(Exception):
             writer.flush()
-            checkpoint.save(ckpt, state)
-        if early_stop is not None and _converged(energies, early_stop):
-            status = "converged"
-            break
+        raise
     writer.flush()
     checkpoint.save(ckpt, state)
     checkpoint.save(run_dir / FINAL_STATE_FILE, state.params)
