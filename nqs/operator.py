@@ -289,20 +289,20 @@ class LocalOperator:
         flat = sigma.reshape(-1, n)
         n_batch = flat.shape[0]
         diag, conns = connections(self, hilbert.values_to_indices(flat))
-        step = hilbert.local_values[1] - hilbert.local_values[0]
         sigma_p, mels = [flat[:, None, :]], [diag[:, None]]
-        for g, (old, new, mel) in zip(self._groups, conns, strict=True):
+        for g, (_, new, mel) in zip(self._groups, conns, strict=True):
             n_terms, k = g.sites.shape
             m = new.shape[2]
             if m == 0:
                 continue
-            # configuration change = sum_j (new_j - old_j) * step * onehot(site_j)
-            onehot = (g.sites[:, :, None] == np.arange(n)).astype(np.int8)  # (T, k, N)
-            delta = ((new - old[:, :, None, :]) * step).astype(jnp.int8)  # (B,T,m,k)
-            change = jnp.einsum("btmj,tjn->btmn", delta, onehot)
-            sigma_p.append(
-                (flat[:, None, None, :] + change).reshape(n_batch, n_terms * m, n)
-            )
+            # overwrite the k sites of each term with their new values
+            values = hilbert.indices_to_values(new)  # (B, T, m, k) int8
+            site_ax = np.arange(n, dtype=np.int32)
+            conn = jnp.broadcast_to(flat[:, None, None, :], (n_batch, n_terms, m, n))
+            for j in range(k):
+                on_site = (g.sites[:, j, None] == site_ax)[None, :, None, :]
+                conn = jnp.where(on_site, values[..., j, None], conn)
+            sigma_p.append(conn.reshape(n_batch, n_terms * m, n))
             mels.append(mel.reshape(n_batch, n_terms * m))
         sigma_p = jnp.concatenate(sigma_p, axis=1)
         mels = jnp.concatenate(mels, axis=1)
