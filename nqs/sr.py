@@ -282,6 +282,59 @@ def choose_solver(sr: SR, n_rows: int, n_params: int) -> str:
     return "minsr" if n_params > n_rows else "dense"
 
 
+def natural_gradient(
+    model,
+    params,
+    samples: jax.Array,
+    residual: jax.Array,
+    sr: SR,
+    step,
+    chunk_size: int | None = None,
+    *,
+    shift_multiplier=1.0,
+) -> tuple[Any, dict]:
+    """Solve (S + D) x = 2 Re<ΔO* Δr> for a per-sample residual r; x like ``params``.
+
+    With ``r = E_loc`` this is the SR direction (:func:`sr_direction`); other
+    residuals (e.g. ``-i E_loc`` for real-time evolution) reuse the same solvers.
+
+    Args:
+        model: Flax module; apply maps (b, n_sites) int8 to (b,) log ψ.
+        params: parameter pytree (real and/or complex leaves).
+        samples: (..., n_sites) int8 samples (flattened over leading axes).
+        residual: (...,) float64 or complex128 per-sample values r(σ) (centred here).
+        sr: SR settings (solver, shifts).
+        step: step index (int scalar) for the shift schedule.
+        chunk_size: chunking of the per-sample Jacobian.
+        shift_multiplier: multiplies the shift (the driver raises it after a rejected
+            step).
+    Returns:
+        (x: pytree like params, complex leaves as δx + iδy;
+         info: {"diag_shift": (), "grad_norm": () norm of the right-hand side}).
+    """
+    sigma = samples.reshape(-1, samples.shape[-1])
+    theta, unravel = params_to_real(params)
+    is_cplx = _is_complex_output(model, params, sigma)
+    n_rows = sigma.shape[0] * (2 if is_cplx else 1)
+    solver = choose_solver(sr, n_rows, theta.shape[0])
+    shift = sr.shift(step) * shift_multiplier
+    eps = _real_residual(residual, is_cplx)
+
+    if solver == "cg":
+        matvec, xt = _jacobian_closures(model, params, sigma, is_cplx)
+        g = 2.0 * xt(eps)
+        x, _ = solve_cg(matvec, g, shift, tol=sr.cg_tol, maxiter=sr.cg_maxiter)
+    else:
+        X = real_jacobian(model, params, sigma, chunk_size)
+        g = 2.0 * X.T @ eps
+        if solver == "dense":
+            x = solve_dense(X, g, shift, sr.diag_scale)
+        else:
+            x = solve_minsr(X, 2.0 * eps, shift, sr.diag_scale)
+    info = {"diag_shift": shift, "grad_norm": jnp.linalg.norm(g)}
+    return unravel(x), info
+
+
 def sr_direction(
     model,
     params,
@@ -306,29 +359,19 @@ def sr_direction(
         shift_multiplier: multiplies the shift (the driver raises it after a rejected
             step).
     Returns:
-        (direction: pytree like params, info: {"diag_shift", "grad_norm"}).
+        (direction: pytree like params, info: {"diag_shift", "grad_norm"}), where
+        grad_norm is the norm of the energy gradient G.
     """
-    sigma = samples.reshape(-1, samples.shape[-1])
-    theta, unravel = params_to_real(params)
-    is_cplx = _is_complex_output(model, params, sigma)
-    n_rows = sigma.shape[0] * (2 if is_cplx else 1)
-    solver = choose_solver(sr, n_rows, theta.shape[0])
-    shift = sr.shift(step) * shift_multiplier
-    eps = _real_residual(e_loc, is_cplx)
-
-    if solver == "cg":
-        matvec, xt = _jacobian_closures(model, params, sigma, is_cplx)
-        g = 2.0 * xt(eps)
-        x, _ = solve_cg(matvec, g, shift, tol=sr.cg_tol, maxiter=sr.cg_maxiter)
-    else:
-        X = real_jacobian(model, params, sigma, chunk_size)
-        g = 2.0 * X.T @ eps
-        if solver == "dense":
-            x = solve_dense(X, g, shift, sr.diag_scale)
-        else:
-            x = solve_minsr(X, 2.0 * eps, shift, sr.diag_scale)
-    info = {"diag_shift": shift, "grad_norm": jnp.linalg.norm(g)}
-    return unravel(x), info
+    return natural_gradient(
+        model,
+        params,
+        samples,
+        e_loc,
+        sr,
+        step,
+        chunk_size,
+        shift_multiplier=shift_multiplier,
+    )
 
 
 def _jacobian_closures(model, params, sigma, is_cplx):

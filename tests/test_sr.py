@@ -9,7 +9,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from nqs.sr import SR, solve_dense, solve_minsr, sr_direction
+from nqs.sr import SR, natural_gradient, solve_dense, solve_minsr, sr_direction
 
 N_SITES = 4
 
@@ -116,7 +116,7 @@ def explicit_problem(model, n_samples, seed=0):
     de = e_loc - e_loc.mean()
     s = (do.conj().T @ do).real / n_samples
     g = 2 * (do.conj().T @ de).real / n_samples
-    return params, sigma, e_loc, s, g
+    return params, sigma, e_loc, s, g, do
 
 
 sr_direction_jit = jax.jit(sr_direction, static_argnums=(0, 4))
@@ -139,7 +139,7 @@ def to_vector(direction):
 @pytest.mark.parametrize("kind", list(MODELS))
 def test_sr_matches_explicit_system(kind, solver, n_samples):
     model = MODELS[kind]
-    params, sigma, e_loc, s, g = explicit_problem(model, n_samples)
+    params, sigma, e_loc, s, g, _ = explicit_problem(model, n_samples)
     shift = 0.01
     expected = np.linalg.solve(s + shift * np.eye(len(g)), g)
     sr = SR(diag_shift=shift, solver=solver, cg_tol=1e-12, cg_maxiter=2000)
@@ -154,7 +154,7 @@ def test_sr_matches_explicit_system(kind, solver, n_samples):
 @pytest.mark.parametrize("solver", ["dense", "minsr"])
 def test_diag_scale(solver):
     model = MODELS["non-holomorphic"]
-    params, sigma, e_loc, s, g = explicit_problem(model, 20, seed=3)
+    params, sigma, e_loc, s, g, _ = explicit_problem(model, 20, seed=3)
     shift, scale = 1e-3, 0.1
     a = s + shift * np.eye(len(g)) + scale * np.diag(np.diag(s))
     expected = np.linalg.solve(a, g)
@@ -165,7 +165,7 @@ def test_diag_scale(solver):
 
 def test_shift_schedule_and_multiplier():
     model = MODELS["real"]
-    params, sigma, e_loc, s, g = explicit_problem(model, 30, seed=1)
+    params, sigma, e_loc, s, g, _ = explicit_problem(model, 30, seed=1)
     sr = SR(solver="dense", shift_schedule=lambda step: 0.1 / (1 + step))
     direction, info = sr_direction_jit(
         model, params, jnp.asarray(sigma), e_loc, sr, 4, shift_multiplier=10.0
@@ -213,3 +213,19 @@ def test_auto_solver_choice():
     huge = JACOBIAN_BUDGET // 8 // 1024 + 1
     assert choose_solver(auto, n_rows=1024, n_params=huge) == "cg"
     assert choose_solver(SR(solver="dense"), n_rows=10, n_params=10**9) == "dense"
+
+
+@pytest.mark.parametrize("solver", ["dense", "minsr", "cg"])
+@pytest.mark.parametrize("kind", ["holomorphic", "non-holomorphic"])
+def test_natural_gradient_with_another_residual(kind, solver):
+    """The real-time residual -i E_loc: right-hand side 2 Re<ΔO* Δr>."""
+    model = MODELS[kind]
+    params, sigma, e_loc, s, _, do = explicit_problem(model, 12)
+    r = -1j * e_loc
+    g = 2 * (do.conj().T @ (r - r.mean())).real / len(r)
+    expected = np.linalg.solve(s + 0.01 * np.eye(len(g)), g)
+    sr = SR(diag_shift=0.01, solver=solver, cg_tol=1e-12, cg_maxiter=2000)
+    x, _ = jax.jit(natural_gradient, static_argnums=(0, 4))(
+        model, params, jnp.asarray(sigma), jnp.asarray(r), sr, 0
+    )
+    np.testing.assert_allclose(to_vector(x), expected, rtol=1e-5, atol=1e-9)
