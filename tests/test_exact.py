@@ -3,10 +3,11 @@
 import numpy as np
 import pytest
 import scipy.linalg
+import scipy.sparse
 
 from nqs import exact
 from nqs import operator as op_mod
-from nqs.hilbert import Spin
+from nqs.hilbert import Fock, Spin
 from nqs.operator import LocalOperator
 
 X = np.array([[0.0, 1.0], [1.0, 0.0]])
@@ -144,3 +145,38 @@ def test_size_guard_reports_memory():
         exact.ground_state(ham)
     with pytest.raises(ValueError, match="k must be"):
         exact.ground_state(ring_heisenberg(Spin(3)), k=9)
+
+
+@pytest.mark.parametrize(
+    "hilbert",
+    [Spin(14, total_sz=1), Spin(9, s=1, total_sz=0), Spin(13), Fock(8, 3, 5)],
+    ids=["spin-14-sz1", "spin1-9", "spin-13", "fock-8-n5"],
+)
+def test_sparse_rows_with_several_ranking_blocks(hilbert):
+    """Large enough for several ranking blocks: rows from get_conn and the
+    Hilbert space's own ranking agree with the block-ranked sparse matrix."""
+    n = hilbert.n_sites
+    hop = op_mod.spin_plus if isinstance(hilbert, Spin) else op_mod.create
+    down = op_mod.spin_minus if isinstance(hilbert, Spin) else op_mod.destroy
+    diag = op_mod.spin_z if isinstance(hilbert, Spin) else op_mod.number
+    ham = diag(hilbert, 0) @ diag(hilbert, n - 1)
+    for i, j, c in [(0, n - 1, 0.7), (2, n // 2 + 1, -1.3), (n - 3, 1, 0.4)]:
+        pair = hop(hilbert, i) @ down(hilbert, j)
+        ham = ham + c * (pair + pair.H) + 0.3 * diag(hilbert, j)
+    states = hilbert.all_states()
+    sigma_p, mels = ham.get_conn(states)
+    cols = hilbert.states_to_indices(np.asarray(sigma_p))
+    keep = cols >= 0
+    row_idx = np.broadcast_to(np.arange(len(states))[:, None], cols.shape)
+    size = (len(states), len(states))
+    entries = (np.asarray(mels)[keep], (row_idx[keep], cols[keep]))
+    rows = scipy.sparse.coo_matrix(entries, shape=size).tocsr()
+    assert abs(ham.to_sparse() - rows).max() < 1e-12
+    assert ham.to_sparse().nnz > len(states)  # off-diagonal entries are present
+
+
+def test_sixteen_site_chain_literature_energy():
+    """Periodic S=1/2 Heisenberg chain, L = 16: E0 = -7.1422963606 (Lanczos)."""
+    n = 16
+    energies, _ = exact.ground_state(ring_heisenberg(Spin(n, total_sz=0)))
+    assert energies[0] == pytest.approx(-7.1422963606, abs=1e-9)
