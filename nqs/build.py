@@ -23,8 +23,6 @@ from nqs.errors import InputError
 
 #: Largest Hilbert-space dimension ``exact_result`` diagonalises by default.
 MAX_EXACT_DIMENSION = 40_000_000
-#: ``driver.exact = "auto"`` computes the exact energy up to this dimension.
-AUTO_EXACT_DIMENSION = 200_000
 
 
 @contextlib.contextmanager
@@ -205,7 +203,10 @@ def exact_result(cfg: Config, max_dimension: int = MAX_EXACT_DIMENSION) -> dict:
 
     Returns:
         {"energy", "energy_per_site", "dimension", "n_sites", "wall_time",
-        "first_excited_energy", "gap"} (the last two when two states exist).
+        "first_excited_energy", "gap"}: the last two (when the space has two states)
+        are the second-lowest eigenvalue of the space, so a degenerate ground state
+        gives gap 0; the space is the config's (sector of ``total_sz`` /
+        ``n_particles`` when fixed).
     Raises:
         InputError: the space is larger than ``max_dimension`` (message gives the
             memory estimate).

@@ -35,6 +35,10 @@ Sections (keys per ``kind``; defaults in brackets, ``!`` = required)::
               cg_maxiter; none: no keys
     [observables] name = { kind = "...", ... }
 
+``driver.exact``: "auto" computes the exact energy at the start of a run when the
+Hilbert space has at most ``nqs.drivers.vmc.MAX_EXACT_DIMENSION`` states, true up to
+``nqs.build.MAX_EXACT_DIMENSION``, false never.
+
 Default sampler rule: ``local`` on an unconstrained space, ``exchange`` on a constrained
 space with two local states (spin-1/2 with ``total_sz``, hard-core bosons), ``hop`` on
 bosons with ``n_particles``, ``hamiltonian`` on constrained higher spins. Choices that
