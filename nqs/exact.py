@@ -258,8 +258,9 @@ def _lanczos_pass(matrix, v0, n_iter, found, coeffs=None, tol=1e-9):
 
     Without ``coeffs``: runs until the lowest Ritz pair has residual below
     ``tol * max(1, |E|)`` (or ``n_iter`` steps) and returns the tridiagonal
-    (alphas, betas). With ``coeffs`` (the Ritz vector of an earlier pass from the
-    same ``v0``): rebuilds the same basis and returns ``sum_j coeffs[j] v_j``.
+    (alphas, betas) and whether it converged. With ``coeffs`` (the Ritz vector of
+    an earlier pass from the same ``v0``): rebuilds the same basis and returns
+    ``sum_j coeffs[j] v_j``.
     """
 
     def project(x):
@@ -288,16 +289,16 @@ def _lanczos_pass(matrix, v0, n_iter, found, coeffs=None, tol=1e-9):
                 np.array(alphas), np.array(betas), select="i", select_range=(0, 0)
             )
             if beta * abs(vecs[-1, 0]) < tol * max(1.0, abs(energies[0])):
-                break
+                return np.array(alphas), np.array(betas), True
         if beta < 1e-12:
-            break
+            return np.array(alphas), np.array(betas), True
         betas.append(beta)
         v_prev, v = v, w / beta
-    return np.array(alphas), np.array(betas)
+    return np.array(alphas), np.array(betas), False
 
 
 def _lanczos_lowest(matrix, k: int, max_iter: int = 3000, seed: int = 0):
-    """Lowest ``k`` eigenpairs by deflated two-pass Lanczos.
+    """Lowest ``k`` eigenpairs by deflated two-pass Lanczos (None if not converged).
 
     Each state is the lowest eigenpair of H on the complement of those found before.
     A pass stores no basis and does not reorthogonalise; stopping as soon as the lowest
@@ -310,7 +311,9 @@ def _lanczos_lowest(matrix, k: int, max_iter: int = 3000, seed: int = 0):
     found, energies = [], []
     for key in keys:
         v0 = np.asarray(jax.random.normal(key, (n,), jnp.float64)).astype(dtype)
-        alphas, betas = _lanczos_pass(matrix, v0, min(max_iter, n), found)
+        alphas, betas, converged = _lanczos_pass(matrix, v0, min(max_iter, n), found)
+        if not converged:
+            return None
         _, vecs = scipy.linalg.eigh_tridiagonal(
             alphas, betas[: len(alphas) - 1], select="i", select_range=(0, 0)
         )
@@ -350,8 +353,9 @@ def ground_state(
         dense = matrix.toarray() if scipy.sparse.issparse(matrix) else matrix
         energies, vectors = np.linalg.eigh(dense)
         return energies[:k], vectors[:, :k]
-    if k <= _LANCZOS_MAX_K:
-        return _lanczos_lowest(matrix, k)
+    result = _lanczos_lowest(matrix, k) if k <= _LANCZOS_MAX_K else None
+    if result is not None:
+        return result
     energies, vectors = scipy.sparse.linalg.eigsh(matrix, k=k, which="SA")
     order = np.argsort(energies)
     return energies[order], vectors[:, order]

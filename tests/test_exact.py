@@ -180,3 +180,12 @@ def test_sixteen_site_chain_literature_energy():
     n = 16
     energies, _ = exact.ground_state(ring_heisenberg(Spin(n, total_sz=0)))
     assert energies[0] == pytest.approx(-7.1422963606, abs=1e-9)
+
+
+def test_many_states_use_eigsh():
+    n = 9
+    ham = ring_heisenberg(Spin(n)) + 0.2 * op_mod.sigma_x(Spin(n), 0)
+    reference = np.linalg.eigvalsh(ham.to_dense())
+    energies, vectors = exact.ground_state(ham, k=10)
+    np.testing.assert_allclose(energies, reference[:10], atol=1e-9)
+    assert np.linalg.norm(ham.to_sparse() @ vectors - vectors * energies) < 1e-6
