@@ -200,6 +200,8 @@ def test_energy_jump_is_rejected():
     state = dataclasses.replace(state, params=bad)
     state, info = vmc.vmc_step(problem, state)
     assert bool(info["rejected"]) and float(info["energy/mean"]) > -7.0
+    state, info = vmc.vmc_step(problem, state)  # rolled back to a good state
+    assert not bool(info["rejected"]) and float(info["energy/mean"]) < -7.0
 
 
 class NaNModel(nn.Module):
