@@ -138,21 +138,23 @@ class MetropolisSampler:
     def _sample(self, model, params, state):
         n_sweeps = self.n_discard_per_chain + self.n_samples_per_chain
 
-        def move(carry, key):
+        def move(carry, xs):
             sigma, log_prob, n_acc = carry
-            k_prop, k_acc = jax.random.split(key)
+            k_prop, log_u = xs
             sigma_p, log_q_ratio = self.rule.propose(k_prop, sigma)
             log_prob_p = _log_prob(model, params, sigma_p, self.power)
             log_ratio = log_prob_p - log_prob + log_q_ratio
-            u = jax.random.uniform(k_acc, log_prob.shape, dtype=log_prob.dtype)
-            accept = jnp.log(u) < log_ratio  # False for nan ratios
+            accept = log_u < log_ratio  # False for nan ratios
             sigma = jnp.where(accept[:, None], sigma_p, sigma)
             log_prob = jnp.where(accept, log_prob_p, log_prob)
             return (sigma, log_prob, n_acc + accept), None
 
         def sweep(carry, key):
-            keys = jax.random.split(key, self.n_sweep)
-            carry, _ = jax.lax.scan(move, carry, keys)
+            k_prop, k_acc = jax.random.split(key)
+            shape = (self.n_sweep, carry[0].shape[0])
+            log_u = jnp.log(jax.random.uniform(k_acc, shape, dtype=carry[1].dtype))
+            xs = (jax.random.split(k_prop, self.n_sweep), log_u)
+            carry, _ = jax.lax.scan(move, carry, xs)
             return carry, carry[0]
 
         key, k_run = jax.random.split(state.key)

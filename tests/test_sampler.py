@@ -98,16 +98,17 @@ def _chain(n):
 
 
 def _metropolis_samples(hilbert, rule, model, params, power=2.0, seed=1, thin=10):
-    """3000 samples: 1000 chains, 30 sweeps discarded, then 3 samples 10 sweeps apart.
+    """3000 samples: 1000 chains, 3 thin sweeps discarded, then 3 samples thin apart.
 
-    The thinning makes the samples nearly independent, as Pearson's chi^2 assumes.
+    The thinning makes the samples nearly independent, as Pearson's chi^2 assumes
+    (checked over several seeds: p-values spread over (0, 1)).
     """
     sampler = MetropolisSampler(
         hilbert,
         rule,
         n_chains=1000,
-        n_samples=1000 * 21,
-        n_discard_per_chain=30,
+        n_samples=1000 * (2 * thin + 1),
+        n_discard_per_chain=3 * thin,
         power=power,
     )
     state = sampler.init(model, params, jax.random.key(seed))
@@ -156,7 +157,9 @@ VALID_CASES = CASES + ["exchange-fock-n"]
 def test_metropolis_matches_born_distribution(name):
     hilbert, rule = _case(name)
     model, params = _model(hilbert)
-    samples, state = _metropolis_samples(hilbert, rule, model, params)
+    # the field acts on two sites only: magnetisation diffuses slowly, thin more
+    thin = 30 if name.startswith("hamiltonian") else 10
+    samples, state = _metropolis_samples(hilbert, rule, model, params, thin=thin)
     assert samples.dtype == jnp.int8
     assert 0.05 < float(acceptance(state)) <= 1.0
     p = _chi2_pvalue(samples, _born(model, params, hilbert), hilbert)
