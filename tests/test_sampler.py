@@ -129,6 +129,9 @@ def _case(name):
     if name == "exchange-spin-sz0":
         hi = Spin(8, total_sz=0)
         return hi, ExchangeRule(_chain(8))
+    if name == "exchange-fock-hardcore":
+        hi = Fock(8, n_max=1, n_particles=3)
+        return hi, ExchangeRule(_chain(8))
     if name == "exchange-fock-n":
         hi = Fock(5, n_max=2, n_particles=4)
         return hi, ExchangeRule(_chain(5))
@@ -146,10 +149,11 @@ CASES = [
     "local-spin-one",
     "local-fock",
     "exchange-spin-sz0",
+    "exchange-fock-hardcore",
     "hop-fock-n",
     "hamiltonian-spin-half",
 ]
-# exchange only permutes occupations: valid but not ergodic in a Fock sector
+# exchange only permutes occupations: valid but not ergodic in a Fock sector, n_max > 1
 VALID_CASES = CASES + ["exchange-fock-n"]
 
 
