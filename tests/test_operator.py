@@ -261,3 +261,28 @@ def test_validation_errors():
         op_mod.spin_x(Fock(2, n_max=2), 0)
     identity = op_mod.identity(hilbert).to_dense()
     np.testing.assert_allclose(identity, np.eye(8))
+
+
+def test_operator_is_a_static_jit_argument_traced_once():
+    hilbert = Spin(4)
+    op = op_mod.sigma_x(hilbert, 0) @ op_mod.sigma_x(hilbert, 1)
+    traces = []
+
+    @jax.jit
+    def apply(sigma):
+        traces.append(None)
+        return op.get_conn(sigma)
+
+    def conn(operator, sigma):
+        traces.append(None)
+        return operator.get_conn(sigma)
+
+    static = jax.jit(conn, static_argnums=0)
+    states = hilbert.all_states()
+    for _ in range(2):
+        apply(states)
+        sigma_p, mels = static(op, states)
+    assert len(traces) == 2  # one trace each, none on the second call
+    assert hash(op) != hash(op_mod.sigma_x(hilbert, 0) @ op_mod.sigma_x(hilbert, 1))
+    np.testing.assert_array_equal(sigma_p[:, 1], states * np.array([-1, -1, 1, 1]))
+    np.testing.assert_allclose(mels[:, 1], 1.0)
