@@ -35,6 +35,7 @@ from typing import Any
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from jax.flatten_util import ravel_pytree
 
 SOLVERS = ("auto", "dense", "minsr", "cg")
@@ -100,15 +101,16 @@ def solve_dense(X: jax.Array, g: jax.Array, shift, scale=None) -> jax.Array:
     a singular S with zero shift), an eigendecomposition pseudo-inverse is used.
 
     Args:
-        X: (m, P) float64 real-formulation centred Jacobian (rows / √n).
-        g: (P,) float64 right-hand side.
+        X: (m, P) float64 real-formulation centred Jacobian (rows / √n); complex128
+            (the holomorphic formulation) is accepted too, with S = X†X.
+        g: (P,) right-hand side, dtype of ``X``.
         shift: absolute diagonal shift (scalar).
         scale: relative shift (adds ``scale · diag(S)``) or None.
     Returns:
-        (P,) float64 solution.
+        (P,) solution, dtype of ``X``.
     """
-    s = X.T @ X
-    a = s + jnp.diag(_regulariser(jnp.diag(s), shift, scale))
+    s = X.conj().T @ X
+    a = s + jnp.diag(_regulariser(jnp.real(jnp.diag(s)), shift, scale))
     factor = jax.scipy.linalg.cho_factor(a, lower=True)
     x_chol = jax.scipy.linalg.cho_solve(factor, g)
 
@@ -116,7 +118,7 @@ def solve_dense(X: jax.Array, g: jax.Array, shift, scale=None) -> jax.Array:
         w, v = jnp.linalg.eigh(a)
         cutoff = jnp.finfo(a.dtype).eps * a.shape[0] * jnp.max(jnp.abs(w))
         w_inv = jnp.where(jnp.abs(w) > cutoff, 1.0 / jnp.where(w == 0, 1.0, w), 0.0)
-        return v @ (w_inv * (v.T @ g))
+        return v @ (w_inv * (v.conj().T @ g))
 
     ok = jnp.all(jnp.isfinite(x_chol))
     return jax.lax.cond(ok, lambda _: x_chol, pinv_solve, None)
@@ -128,21 +130,23 @@ def solve_minsr(X: jax.Array, eps: jax.Array, shift, scale=None) -> jax.Array:
     With ``D = shift · I`` this is ``Xᵀ (XXᵀ + shift)⁻¹ eps``. Cost O(m²P + m³).
 
     Args:
-        X: (m, P) float64 real-formulation centred Jacobian (rows / √n).
-        eps: (m,) float64 right-hand side in sample space (``G = Xᵀ eps``).
+        X: (m, P) float64 real-formulation centred Jacobian (rows / √n); complex128
+            is accepted too (Xᵀ becomes X†).
+        eps: (m,) right-hand side in sample space (``G = X† eps``).
         shift: absolute diagonal shift (scalar, > 0 unless ``X`` has full row rank).
         scale: relative shift or None.
     Returns:
-        (P,) float64 solution.
+        (P,) solution, dtype of ``X``.
     """
+    xh = X.conj().T
     if scale is None:
-        k = X @ X.T
+        k = X @ xh
         k = k + shift * jnp.eye(k.shape[0], dtype=k.dtype)
-        return X.T @ _sym_solve(k, eps)
-    d_inv = 1.0 / _regulariser(jnp.sum(X * X, axis=0), shift, scale)
+        return xh @ _sym_solve(k, eps)
+    d_inv = 1.0 / _regulariser(jnp.sum(jnp.abs(X) ** 2, axis=0), shift, scale)
     xd = X * d_inv
-    k = xd @ X.T + jnp.eye(X.shape[0], dtype=X.dtype)
-    return xd.T @ _sym_solve(k, eps)
+    k = xd @ xh + jnp.eye(X.shape[0], dtype=X.dtype)
+    return xd.conj().T @ _sym_solve(k, eps)
 
 
 def _sym_solve(a: jax.Array, b: jax.Array) -> jax.Array:
@@ -327,10 +331,22 @@ def natural_gradient(
     else:
         X = real_jacobian(model, params, sigma, chunk_size)
         g = 2.0 * X.T @ eps
-        if solver == "dense":
-            x = solve_dense(X, g, shift, sr.diag_scale)
+        split = _complex_columns(params) if is_cplx else None
+
+        def real_solve(_):
+            if solver == "dense":
+                return solve_dense(X, g, shift, sr.diag_scale)
+            return solve_minsr(X, 2.0 * eps, shift, sr.diag_scale)
+
+        if split is None:
+            x = real_solve(None)
         else:
-            x = solve_minsr(X, 2.0 * eps, shift, sr.diag_scale)
+            x = jax.lax.cond(
+                _is_holomorphic(X, split),
+                lambda _: _holomorphic_solve(X, eps, split, solver, shift, sr),
+                real_solve,
+                None,
+            )
     info = {"diag_shift": shift, "grad_norm": jnp.linalg.norm(g)}
     return unravel(x), info
 
@@ -372,6 +388,48 @@ def sr_direction(
         chunk_size,
         shift_multiplier=shift_multiplier,
     )
+
+
+def _complex_columns(params) -> tuple[np.ndarray, np.ndarray] | None:
+    """Columns of the real and imaginary parts in θ if every leaf is complex."""
+    leaves = jax.tree_util.tree_leaves(params)
+    if not leaves or not all(jnp.iscomplexobj(x) for x in leaves):
+        return None
+    re, im, offset = [], [], 0
+    for leaf in leaves:  # params_to_real stores a leaf as [all real; all imag]
+        re.append(offset + np.arange(leaf.size))
+        im.append(offset + leaf.size + np.arange(leaf.size))
+        offset += 2 * leaf.size
+    return np.concatenate(re), np.concatenate(im)
+
+
+def _is_holomorphic(X: jax.Array, split) -> jax.Array:
+    """Cauchy-Riemann on the samples: O_y = i O_x for every complex parameter."""
+    n = X.shape[0] // 2
+    ox, oy = X[:, split[0]], X[:, split[1]]
+    tol = 1e-9 * jnp.maximum(jnp.max(jnp.abs(ox)), 1e-300)
+    dev = jnp.maximum(
+        jnp.max(jnp.abs(oy[:n] + ox[n:])), jnp.max(jnp.abs(oy[n:] - ox[:n]))
+    )
+    return dev <= tol
+
+
+def _holomorphic_solve(X, eps, split, solver, shift, sr) -> jax.Array:
+    """The real system solved as the equivalent complex one, (S_c + D) δ = 2F.
+
+    For a holomorphic ansatz the real-formulation S has the block form
+    [[Re S_c, −Im S_c], [Im S_c, Re S_c]], i.e. it is S_c = <ΔO†ΔO> acting on
+    δx + iδy; the complex system has half the size (about half the cost).
+    """
+    n = X.shape[0] // 2
+    oc = jax.lax.complex(X[:n, split[0]], X[n:, split[0]])  # ΔO / √n, (n, P_c)
+    ec = jax.lax.complex(eps[:n], eps[n:])
+    if solver == "dense":
+        d = solve_dense(oc, 2.0 * oc.conj().T @ ec, shift, sr.diag_scale)
+    else:
+        d = solve_minsr(oc, 2.0 * ec, shift, sr.diag_scale)
+    x = jnp.zeros(X.shape[1], dtype=X.dtype)
+    return x.at[split[0]].set(d.real).at[split[1]].set(d.imag)
 
 
 def _jacobian_closures(model, params, sigma, is_cplx):

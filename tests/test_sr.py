@@ -229,3 +229,16 @@ def test_natural_gradient_with_another_residual(kind, solver):
         model, params, jnp.asarray(sigma), jnp.asarray(r), sr, 0
     )
     np.testing.assert_allclose(to_vector(x), expected, rtol=1e-5, atol=1e-9)
+
+
+@pytest.mark.parametrize(
+    "kind, expected", [("holomorphic", True), ("complex-conj", False)]
+)
+def test_holomorphic_detection(kind, expected):
+    """Holomorphic ansätze take the complex solve path; others the real one."""
+    from nqs.sr import _complex_columns, _is_holomorphic, real_jacobian
+
+    model = MODELS[kind]
+    params, sigma, *_ = explicit_problem(model, 12)
+    x = real_jacobian(model, params, jnp.asarray(sigma))
+    assert bool(_is_holomorphic(x, _complex_columns(params))) is expected
