@@ -25,6 +25,9 @@ pseudo-inverse if Cholesky fails); ``minsr`` uses the kernel form
 ``δ = D⁻¹Xᵀ (X D⁻¹ Xᵀ + I)⁻¹ 2e`` (push-through identity; Chen & Heyl, Nat. Phys. 2024;
 Rende et al., Commun. Phys. 2024), cheap when ``P ≫ n``; ``cg`` is matrix-free, using
 Jacobian-vector products of log ψ and never forming ``S`` nor the Jacobian.
+When every parameter is complex and the samples satisfy the Cauchy-Riemann equations
+``O_y = i O_x`` (a holomorphic ansatz; checked inside the step), ``dense`` and ``minsr``
+solve the equivalent complex system ``(S_c + D) δ = 2F`` of half the size instead.
 """
 
 from __future__ import annotations
