@@ -356,8 +356,18 @@ def bench(
             )
 
 
+#: Threads of the BLAS/LAPACK library behind numpy, scipy and JAX's CPU linear algebra.
+#: XLA already parallelises a step over the cores; BLAS threads on top of it fight for
+#: them (a VMC step on two cores runs twice as slowly). Set only if the user has not.
+BLAS_THREAD_VARIABLES = ("OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "OMP_NUM_THREADS")
+
+
 def main() -> None:
-    """Console entry point: 64-bit JAX, then the Typer app."""
+    """Console entry point: single-threaded BLAS, 64-bit JAX, then the Typer app."""
+    import os
+
+    for variable in BLAS_THREAD_VARIABLES:
+        os.environ.setdefault(variable, "1")
     import jax
 
     jax.config.update("jax_enable_x64", True)
