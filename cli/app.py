@@ -20,6 +20,8 @@ import typer
 
 from nqs.errors import InputError
 
+from .progress import format_bytes
+
 app = typer.Typer(
     no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False
 )
@@ -79,14 +81,6 @@ def _load(config: Path, overrides: list[str] | None):
     return config_mod.load(config, overrides=overrides or [])
 
 
-def _bytes(n: float) -> str:
-    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
-        if n < 1024 or unit == "TiB":
-            return f"{n:.3g} {unit}"
-        n /= 1024
-    return f"{n:.3g} TiB"
-
-
 @app.command()
 def info() -> None:
     """Versions of nqs and its numerical stack, and the devices JAX sees."""
@@ -128,7 +122,7 @@ def check(ctx: typer.Context, config: ConfigArg, set_: SetOption = None) -> None
         if memory is None:
             typer.echo(f"# driver {cfg.driver.kind}: not available yet (run refuses)")
         else:
-            typer.echo(f"# memory per step: ~{_bytes(memory)}")
+            typer.echo(f"# memory per step: ~{format_bytes(memory)}")
 
 
 @app.command()

@@ -10,7 +10,8 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 
 
-def _bytes(n: float) -> str:
+def format_bytes(n: float) -> str:
+    """Bytes as a short human-readable string (binary units)."""
     for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
         if n < 1024 or unit == "TiB":
             return f"{n:.3g} {unit}"
@@ -57,8 +58,8 @@ class Reporter:
         cfg = self.prep.cfg
         self.console.print(
             f"{cfg.name}: {hil.n_sites} sites, dimension {hil.n_states:.4g}, "
-            f"{self.prep.n_parameters} parameters, ~{_bytes(record['memory'])} per "
-            f"step -> {self.run_dir}"
+            f"{self.prep.n_parameters} parameters, "
+            f"~{format_bytes(record['memory'])} per step -> {self.run_dir}"
         )
         exact = record.get("exact_energy")
         if exact is None:
