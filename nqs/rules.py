@@ -27,6 +27,23 @@ define such a dataclass; for example a rule flipping two random spin-1/2 sites::
             flip = jnp.zeros(sigma.shape, bool)
             flip = flip.at[jnp.arange(n_chains)[:, None], sites].set(True)
             return jnp.where(flip, -sigma, sigma), jnp.zeros(n_chains)
+
+Optionally, a rule may split ``propose`` into a vectorised draw of its random numbers
+and a deterministic update, which the sampler then uses to draw the randomness of a
+whole sweep at once (one PRNG call per sweep instead of one per move)::
+
+    def draw(self, key, n_moves, n_chains):
+        # returns a pytree of arrays with leading axes (n_moves, n_chains)
+    def apply(self, draws, sigma) -> tuple[jax.Array, jax.Array]:
+        # draws: the pytree sliced at one move, leading axis (n_chains,)
+        # returns (sigma_p, log_q_ratio) as propose does
+
+The draws of different moves must be independent and ``apply`` must not use other
+randomness, so that ``apply(draws[t], sigma)`` has the law of ``propose(key, sigma)``.
+Rules without ``draw``/``apply`` get one key per move. The built-in rules define both
+and implement ``propose`` as ``apply`` of a single draw (:func:`propose_from_draws`).
+Updates use one-hot ``jnp.where`` selections instead of scatters (cheaper for the
+small arrays of a move, on CPU and accelerators alike).
 """
 
 from __future__ import annotations
@@ -41,9 +58,38 @@ import jax.numpy as jnp
 MEL_TOLERANCE = 1e-12
 
 
-def _chain_rows(sigma: jax.Array) -> jax.Array:
-    """(n_chains, 1) row indices for per-chain fancy indexing."""
-    return jnp.arange(sigma.shape[0])[:, None]
+def has_draws(rule) -> bool:
+    """Whether ``rule`` defines the optional ``draw``/``apply`` pair."""
+    return callable(getattr(rule, "draw", None)) and callable(
+        getattr(rule, "apply", None)
+    )
+
+
+def propose_from_draws(rule, key: jax.Array, sigma: jax.Array):
+    """``propose`` of a rule with ``draw``/``apply``: apply one move's draws.
+
+    Returns:
+        (n_chains, n_sites) int8 proposals and (n_chains,) float64 log_q_ratio.
+    """
+    draws = rule.draw(key, 1, sigma.shape[0])
+    return rule.apply(jax.tree_util.tree_map(lambda x: x[0], draws), sigma)
+
+
+def _one_hot(sigma: jax.Array, site: jax.Array) -> jax.Array:
+    """(n_chains, n_sites) bool, True at column ``site[c]`` of row c."""
+    return jnp.arange(sigma.shape[-1], dtype=jnp.int32) == site[:, None]
+
+
+def _entry(sigma: jax.Array, mask: jax.Array) -> jax.Array:
+    """(n_chains,) int32 entry of each row where the one-hot ``mask`` is True."""
+    return jnp.sum(jnp.where(mask, sigma, 0), axis=-1, dtype=jnp.int32)
+
+
+def _swap(sigma: jax.Array, at_i: jax.Array, at_j: jax.Array, new_i, new_j):
+    """sigma with new_i written where at_i and new_j where at_j (one-hot masks)."""
+    new_i = jnp.asarray(new_i, sigma.dtype)[:, None]
+    new_j = jnp.asarray(new_j, sigma.dtype)[:, None]
+    return jnp.where(at_i, new_i, jnp.where(at_j, new_j, sigma))
 
 
 def _normalise_edges(edges) -> tuple[tuple[int, int], ...]:
@@ -79,18 +125,28 @@ class LocalRule:
         if self.hilbert.local_size < 2:
             raise ValueError("LocalRule needs at least two local values per site")
 
-    def propose(self, key: jax.Array, sigma: jax.Array) -> tuple[jax.Array, jax.Array]:
-        """Propose new configurations; see the module docstring."""
-        n_chains, n_sites = sigma.shape
+    def draw(self, key: jax.Array, n_moves: int, n_chains: int):
+        """(site, shift), each (n_moves, n_chains) int32; shift in 1..local_size-1."""
+        shape = (n_moves, n_chains)
         d = self.hilbert.local_size
         k_site, k_shift = jax.random.split(key)
-        site = jax.random.randint(k_site, (n_chains,), 0, n_sites)
-        shift = jax.random.randint(k_shift, (n_chains,), 1, d)
-        rows = jnp.arange(n_chains)
-        old = self.hilbert.values_to_indices(sigma[rows, site])
-        new = self.hilbert.indices_to_values((old + shift) % d)
-        sigma_p = sigma.at[rows, site].set(new)
-        return sigma_p, jnp.zeros(n_chains)
+        site = jax.random.randint(k_site, shape, 0, self.hilbert.n_sites, jnp.int32)
+        if d == 2:  # the only other value: no randomness needed
+            return site, jnp.ones(shape, jnp.int32)
+        return site, jax.random.randint(k_shift, shape, 1, d, jnp.int32)
+
+    def apply(self, draws, sigma: jax.Array) -> tuple[jax.Array, jax.Array]:
+        """Proposals for one move's draws (n_chains,); see the module docstring."""
+        site, shift = draws
+        d = self.hilbert.local_size
+        idx = self.hilbert.values_to_indices(sigma)
+        new = self.hilbert.indices_to_values((idx + shift[:, None]) % d)
+        sigma_p = jnp.where(_one_hot(sigma, site), new, sigma)
+        return sigma_p, jnp.zeros(sigma.shape[0])
+
+    def propose(self, key: jax.Array, sigma: jax.Array) -> tuple[jax.Array, jax.Array]:
+        """Propose new configurations; see the module docstring."""
+        return propose_from_draws(self, key, sigma)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -112,16 +168,21 @@ class ExchangeRule:
     def __post_init__(self):
         object.__setattr__(self, "edges", _normalise_edges(self.edges))
 
+    def draw(self, key: jax.Array, n_moves: int, n_chains: int) -> jax.Array:
+        """(n_moves, n_chains, 2) int32 ends of uniformly random edges."""
+        edges = jnp.asarray(self.edges, dtype=jnp.int32)  # (n_edges, 2)
+        pick = jax.random.randint(key, (n_moves, n_chains), 0, len(self.edges))
+        return edges[pick]
+
+    def apply(self, draws, sigma: jax.Array) -> tuple[jax.Array, jax.Array]:
+        """Proposals for one move's (n_chains, 2) edge ends; see the module doc."""
+        at_i, at_j = _one_hot(sigma, draws[:, 0]), _one_hot(sigma, draws[:, 1])
+        sigma_p = _swap(sigma, at_i, at_j, _entry(sigma, at_j), _entry(sigma, at_i))
+        return sigma_p, jnp.zeros(sigma.shape[0])
+
     def propose(self, key: jax.Array, sigma: jax.Array) -> tuple[jax.Array, jax.Array]:
         """Propose new configurations; see the module docstring."""
-        n_chains = sigma.shape[0]
-        edges = jnp.asarray(self.edges, dtype=jnp.int32)  # (n_edges, 2)
-        pick = jax.random.randint(key, (n_chains,), 0, edges.shape[0])
-        ends = edges[pick]  # (n_chains, 2)
-        rows = _chain_rows(sigma)
-        values = sigma[rows, ends]  # (n_chains, 2)
-        sigma_p = sigma.at[rows, ends].set(values[:, ::-1])
-        return sigma_p, jnp.zeros(n_chains)
+        return propose_from_draws(self, key, sigma)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -145,25 +206,30 @@ class HopRule:
     def __post_init__(self):
         object.__setattr__(self, "edges", _normalise_edges(self.edges))
 
-    def propose(self, key: jax.Array, sigma: jax.Array) -> tuple[jax.Array, jax.Array]:
-        """Propose new configurations; see the module docstring."""
-        n_chains = sigma.shape[0]
-        d = self.hilbert.local_size
+    def draw(self, key: jax.Array, n_moves: int, n_chains: int) -> jax.Array:
+        """(n_moves, n_chains, 2) int32 (source, destination) of random edges."""
+        shape = (n_moves, n_chains)
         edges = jnp.asarray(self.edges, dtype=jnp.int32)
         k_edge, k_dir = jax.random.split(key)
-        ends = edges[jax.random.randint(k_edge, (n_chains,), 0, edges.shape[0])]
-        flip = jax.random.bernoulli(k_dir, 0.5, (n_chains,))
-        src = jnp.where(flip, ends[:, 1], ends[:, 0])
-        dst = jnp.where(flip, ends[:, 0], ends[:, 1])
-        rows = jnp.arange(n_chains)
-        k_src = self.hilbert.values_to_indices(sigma[rows, src])
-        k_dst = self.hilbert.values_to_indices(sigma[rows, dst])
-        can = (k_src > 0) & (k_dst < d - 1)
-        step = can.astype(jnp.int32)
+        ends = edges[jax.random.randint(k_edge, shape, 0, len(self.edges))]
+        flip = jax.random.bernoulli(k_dir, 0.5, shape)
+        return jnp.where(flip[..., None], ends[..., ::-1], ends)
+
+    def apply(self, draws, sigma: jax.Array) -> tuple[jax.Array, jax.Array]:
+        """Proposals for one move's (n_chains, 2) (src, dst); see the module doc."""
+        d = self.hilbert.local_size
+        at_src, at_dst = _one_hot(sigma, draws[:, 0]), _one_hot(sigma, draws[:, 1])
+        k_src = self.hilbert.values_to_indices(_entry(sigma, at_src))
+        k_dst = self.hilbert.values_to_indices(_entry(sigma, at_dst))
+        step = ((k_src > 0) & (k_dst < d - 1)).astype(jnp.int32)
         new_src = self.hilbert.indices_to_values(k_src - step)
         new_dst = self.hilbert.indices_to_values(k_dst + step)
-        sigma_p = sigma.at[rows, src].set(new_src).at[rows, dst].set(new_dst)
-        return sigma_p, jnp.zeros(n_chains)
+        sigma_p = _swap(sigma, at_src, at_dst, new_src, new_dst)
+        return sigma_p, jnp.zeros(sigma.shape[0])
+
+    def propose(self, key: jax.Array, sigma: jax.Array) -> tuple[jax.Array, jax.Array]:
+        """Propose new configurations; see the module docstring."""
+        return propose_from_draws(self, key, sigma)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -194,17 +260,23 @@ class HamiltonianRule:
         ok = moved & (jnp.abs(mels) > MEL_TOLERANCE)
         return sigma_p, ok & self.operator.hilbert.is_valid(sigma_p)
 
-    def propose(self, key: jax.Array, sigma: jax.Array) -> tuple[jax.Array, jax.Array]:
-        """Propose new configurations; see the module docstring."""
+    def draw(self, key: jax.Array, n_moves: int, n_chains: int) -> jax.Array:
+        """(n_moves, n_chains) float64 uniforms in [0, 1) choosing the candidate."""
+        return jax.random.uniform(key, (n_moves, n_chains), dtype=jnp.float64)
+
+    def apply(self, draws, sigma: jax.Array) -> tuple[jax.Array, jax.Array]:
+        """Proposals for one move's (n_chains,) uniforms; see the module docstring.
+
+        The k-th valid candidate is taken, k = floor(u n(sigma)), uniform in
+        0..n(sigma)-1.
+        """
         sigma_p_all, ok = self._candidates(sigma)
         n_fwd = jnp.sum(ok, axis=-1)
-        logits = jnp.where(ok, 0.0, -jnp.inf)
-        logits = logits.at[:, 0].set(jnp.where(n_fwd == 0, 0.0, logits[:, 0]))
-        pick = jax.random.categorical(key, logits, axis=-1)
-        rows = jnp.arange(sigma.shape[0])
-        sigma_p = jnp.where(
-            (n_fwd > 0)[:, None], sigma_p_all[rows, pick], sigma
-        ).astype(sigma.dtype)
+        k = jnp.minimum(jnp.floor(draws * n_fwd).astype(jnp.int32), n_fwd - 1)
+        # first slot where the running count of valid candidates exceeds k
+        pick = jnp.argmax(jnp.cumsum(ok, axis=-1, dtype=jnp.int32) > k[:, None], -1)
+        chosen = sigma_p_all[jnp.arange(sigma.shape[0]), pick]
+        sigma_p = jnp.where((n_fwd > 0)[:, None], chosen, sigma).astype(sigma.dtype)
         n_bwd = jnp.sum(self._candidates(sigma_p)[1], axis=-1)
         log_q_ratio = jnp.where(
             n_fwd > 0,
@@ -212,3 +284,7 @@ class HamiltonianRule:
             0.0,
         )
         return sigma_p, log_q_ratio
+
+    def propose(self, key: jax.Array, sigma: jax.Array) -> tuple[jax.Array, jax.Array]:
+        """Propose new configurations; see the module docstring."""
+        return propose_from_draws(self, key, sigma)

@@ -28,6 +28,11 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from nqs.rules import has_draws
+
+# Metropolis moves unrolled per iteration of the move loop (XLA overhead per iteration)
+SWEEP_UNROLL = 4
+
 
 @jax.tree_util.register_dataclass
 @dataclasses.dataclass(frozen=True)
@@ -137,38 +142,52 @@ class MetropolisSampler:
 
     def _sample(self, model, params, state):
         n_sweeps = self.n_discard_per_chain + self.n_samples_per_chain
+        n_chains = state.sigma.shape[0]
+        drawn = has_draws(self.rule)
 
         def move(carry, xs):
             sigma, log_prob, n_acc = carry
-            k_prop, log_u = xs
-            sigma_p, log_q_ratio = self.rule.propose(k_prop, sigma)
+            prop, log_u = xs
+            if drawn:
+                sigma_p, log_q_ratio = self.rule.apply(prop, sigma)
+            else:
+                sigma_p, log_q_ratio = self.rule.propose(prop, sigma)
             log_prob_p = _log_prob(model, params, sigma_p, self.power)
             log_ratio = log_prob_p - log_prob + log_q_ratio
             accept = log_u < log_ratio  # False for nan ratios
             sigma = jnp.where(accept[:, None], sigma_p, sigma)
             log_prob = jnp.where(accept, log_prob_p, log_prob)
-            return (sigma, log_prob, n_acc + accept), None
+            return (sigma, log_prob, n_acc + accept.astype(n_acc.dtype)), None
 
         def sweep(carry, key):
+            # all the randomness of a sweep in two bulk draws, outside the move loop
             k_prop, k_acc = jax.random.split(key)
-            shape = (self.n_sweep, carry[0].shape[0])
+            shape = (self.n_sweep, n_chains)
             log_u = jnp.log(jax.random.uniform(k_acc, shape, dtype=carry[1].dtype))
-            xs = (jax.random.split(k_prop, self.n_sweep), log_u)
-            carry, _ = jax.lax.scan(move, carry, xs)
+            if drawn:
+                prop = self.rule.draw(k_prop, self.n_sweep, n_chains)
+            else:
+                prop = jax.random.split(k_prop, self.n_sweep)
+            carry, _ = jax.lax.scan(
+                move, carry, (prop, log_u), unroll=min(SWEEP_UNROLL, self.n_sweep)
+            )
             return carry, carry[0]
 
         key, k_run = jax.random.split(state.key)
         # params may have changed since the state was made: refresh log|psi|^p
         log_prob = _log_prob(model, params, state.sigma, self.power)
-        carry = (state.sigma, log_prob, jnp.zeros_like(state.n_accepted))
-        carry, sigmas = jax.lax.scan(sweep, carry, jax.random.split(k_run, n_sweeps))
+        # int32 in the loop (at most n_sweeps * n_sweep per call), int64 in the state
+        n_acc = jnp.zeros(n_chains, dtype=jnp.int32)
+        carry, sigmas = jax.lax.scan(
+            sweep, (state.sigma, log_prob, n_acc), jax.random.split(k_run, n_sweeps)
+        )
         sigma, log_prob, n_acc = carry
         samples = jnp.swapaxes(sigmas[self.n_discard_per_chain :], 0, 1)
         new = SamplerState(
             sigma=sigma,
             log_prob=log_prob,
             key=key,
-            n_accepted=n_acc,
+            n_accepted=n_acc.astype(state.n_accepted.dtype),
             n_proposed=jnp.asarray(n_sweeps * self.n_sweep, dtype=jnp.int64),
         )
         return samples, new

@@ -1,5 +1,7 @@
 """Samplers and transition rules: chi^2 of histograms against |psi|^p by enumeration."""
 
+import dataclasses
+
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
@@ -211,6 +213,46 @@ def test_hamiltonian_rule_log_q_ratio_counts_connections():
     flip01 = (diff.sum(1) == 1) & (diff[:, 0] | diff[:, 1])
     swap = (diff.sum(1) == 2) & np.any(diff[:, 1:] & diff[:, :-1], axis=1)
     assert np.all(flip01 | swap)
+
+
+@dataclasses.dataclass(frozen=True)
+class ProposeOnly:
+    """A user rule with ``propose`` only: the sampler draws one key per move."""
+
+    rule: object
+
+    def propose(self, key, sigma):
+        return self.rule.propose(key, sigma)
+
+
+@pytest.mark.parametrize("name", ["local-spin-one", "hamiltonian-spin-half"])
+def test_metropolis_with_propose_only_rule_matches_born(name):
+    hilbert, rule = _case(name)
+    model, params = _model(hilbert, seed=1)
+    thin = 30 if name.startswith("hamiltonian") else 10
+    samples, state = _metropolis_samples(
+        hilbert, ProposeOnly(rule), model, params, seed=2, thin=thin
+    )
+    assert 0.05 < float(acceptance(state)) <= 1.0
+    p = _chi2_pvalue(samples, _born(model, params, hilbert), hilbert)
+    assert p > P_MIN, f"chi^2 p-value {p:.2e}"
+
+
+@pytest.mark.parametrize("name", VALID_CASES)
+def test_rule_draws_match_propose(name):
+    """apply(draw(key, 1, n)[0]) is propose(key); draws over moves differ."""
+    hilbert, rule = _case(name)
+    sigma = hilbert.random_states(jax.random.key(0), 64)
+    key = jax.random.key(3)
+    draws = rule.draw(key, 5, 64)
+    for leaf in jax.tree_util.tree_leaves(draws):
+        assert leaf.shape[:2] == (5, 64)
+    first = jax.tree_util.tree_map(lambda x: x[0], draws)
+    np.testing.assert_array_equal(
+        rule.apply(first, sigma)[0], rule.propose(key, sigma)[0]
+    )
+    leaves = jax.tree_util.tree_leaves(draws)
+    assert any(not np.array_equal(x[0], x[1]) for x in leaves)
 
 
 @pytest.mark.parametrize("name", VALID_CASES)
