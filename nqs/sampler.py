@@ -32,6 +32,9 @@ from nqs.rules import has_draws
 
 # Metropolis moves unrolled per iteration of the move loop (XLA overhead per iteration)
 SWEEP_UNROLL = 4
+# Moves x chains up to which one ``sample`` call draws all its random numbers at once
+# (a few MB); larger calls draw them sweep by sweep.
+PREDRAW_MAX = 2**20
 
 
 @jax.tree_util.register_dataclass
@@ -159,18 +162,25 @@ class MetropolisSampler:
             log_prob = jnp.where(accept, log_prob_p, log_prob)
             return (sigma, log_prob, n_acc + accept.astype(n_acc.dtype)), None
 
-        def sweep(carry, key):
-            # all the randomness of a sweep in two bulk draws, outside the move loop
+        def draws(key, n_sweeps_drawn):
+            """Proposal randomness and log-uniforms, (n_sweeps_drawn, n_sweep, ...)."""
             k_prop, k_acc = jax.random.split(key)
-            shape = (self.n_sweep, n_chains)
-            log_u = jnp.log(jax.random.uniform(k_acc, shape, dtype=carry[1].dtype))
-            if drawn:
-                prop = self.rule.draw(k_prop, self.n_sweep, n_chains)
-            else:
-                prop = jax.random.split(k_prop, self.n_sweep)
-            carry, _ = jax.lax.scan(
-                move, carry, (prop, log_u), unroll=min(SWEEP_UNROLL, self.n_sweep)
+            shape = (n_sweeps_drawn, self.n_sweep, n_chains)
+            log_u = jnp.log(jax.random.uniform(k_acc, shape, dtype=log_prob.dtype))
+            if not drawn:
+                return jax.random.split(k_prop, shape[:2]), log_u
+            n_moves = n_sweeps_drawn * self.n_sweep
+            prop = self.rule.draw(k_prop, n_moves, n_chains)
+            prop = jax.tree_util.tree_map(
+                lambda x: x.reshape(shape[:2] + x.shape[1:]), prop
             )
+            return prop, log_u
+
+        def sweep(carry, xs):
+            if not predrawn:  # xs is the sweep's key: draw its randomness in bulk
+                xs = jax.tree_util.tree_map(lambda x: x[0], draws(xs, 1))
+            unroll = min(SWEEP_UNROLL, self.n_sweep)
+            carry, _ = jax.lax.scan(move, carry, xs, unroll=unroll)
             return carry, carry[0]
 
         key, k_run = jax.random.split(state.key)
@@ -178,9 +188,10 @@ class MetropolisSampler:
         log_prob = _log_prob(model, params, state.sigma, self.power)
         # int32 in the loop (at most n_sweeps * n_sweep per call), int64 in the state
         n_acc = jnp.zeros(n_chains, dtype=jnp.int32)
-        carry, sigmas = jax.lax.scan(
-            sweep, (state.sigma, log_prob, n_acc), jax.random.split(k_run, n_sweeps)
-        )
+        # the randomness of the whole call at once if small, else one draw per sweep
+        predrawn = n_sweeps * self.n_sweep * n_chains <= PREDRAW_MAX
+        xs = draws(k_run, n_sweeps) if predrawn else jax.random.split(k_run, n_sweeps)
+        carry, sigmas = jax.lax.scan(sweep, (state.sigma, log_prob, n_acc), xs)
         sigma, log_prob, n_acc = carry
         samples = jnp.swapaxes(sigmas[self.n_discard_per_chain :], 0, 1)
         new = SamplerState(

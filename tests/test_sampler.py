@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 import scipy.stats
 
+import nqs.sampler
 from nqs.hilbert import Fock, Spin
 from nqs.operator import sigma_x, spin_minus, spin_plus
 from nqs.rules import ExchangeRule, HamiltonianRule, HopRule, LocalRule
@@ -234,6 +235,24 @@ def test_metropolis_with_propose_only_rule_matches_born(name):
         hilbert, ProposeOnly(rule), model, params, seed=2, thin=thin
     )
     assert 0.05 < float(acceptance(state)) <= 1.0
+    p = _chi2_pvalue(samples, _born(model, params, hilbert), hilbert)
+    assert p > P_MIN, f"chi^2 p-value {p:.2e}"
+
+
+@pytest.mark.parametrize(
+    "name,wrap", [("local-spin-one", False), ("exchange-spin-sz0", True)]
+)
+def test_metropolis_drawing_sweep_by_sweep_matches_born(name, wrap, monkeypatch):
+    """Calls too large to pre-draw all their randomness draw it once per sweep."""
+    hilbert, rule = _case(name)
+    model, params = _model(hilbert, seed=3)
+    monkeypatch.setattr(nqs.sampler, "PREDRAW_MAX", 0)
+    nqs.sampler.sample.clear_cache()  # retrace with the patched threshold
+    try:
+        rule = ProposeOnly(rule) if wrap else rule
+        samples, _ = _metropolis_samples(hilbert, rule, model, params, seed=4)
+    finally:
+        nqs.sampler.sample.clear_cache()
     p = _chi2_pvalue(samples, _born(model, params, hilbert), hilbert)
     assert p > P_MIN, f"chi^2 p-value {p:.2e}"
 
