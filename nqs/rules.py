@@ -29,8 +29,8 @@ define such a dataclass; for example a rule flipping two random spin-1/2 sites::
             return jnp.where(flip, -sigma, sigma), jnp.zeros(n_chains)
 
 Optionally, a rule may split ``propose`` into a vectorised draw of its random numbers
-and a deterministic update, which the sampler then uses to draw the randomness of a
-whole sweep at once (one PRNG call per sweep instead of one per move)::
+and a deterministic update; the sampler then draws the randomness of a whole ``sample``
+call (or, for large calls, of one sweep) at once instead of one PRNG call per move::
 
     def draw(self, key, n_moves, n_chains):
         # returns a pytree of arrays with leading axes (n_moves, n_chains)
@@ -42,8 +42,8 @@ The draws of different moves must be independent and ``apply`` must not use othe
 randomness, so that ``apply(draws[t], sigma)`` has the law of ``propose(key, sigma)``.
 Rules without ``draw``/``apply`` get one key per move. The built-in rules define both
 and implement ``propose`` as ``apply`` of a single draw (:func:`propose_from_draws`).
-Updates use one-hot ``jnp.where`` selections instead of scatters (cheaper for the
-small arrays of a move, on CPU and accelerators alike).
+Updates use elementwise one-hot ``jnp.where`` selections instead of scatters (cheaper
+for the small arrays of a move, as measured on CPU).
 """
 
 from __future__ import annotations

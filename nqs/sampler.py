@@ -82,7 +82,11 @@ class MetropolisSampler:
     ``sample`` runs ``n_discard_per_chain`` sweeps for thermalisation, then records the
     configuration after each of ``n_samples_per_chain`` sweeps. It first recomputes
     log_prob of the current configurations with the given params, so a state carried
-    over a parameter update is valid.
+    over a parameter update is valid. The random numbers of the moves (proposals and
+    acceptance uniforms) are drawn in bulk before the move loop: for the whole call
+    when it has at most ``PREDRAW_MAX`` moves x chains, else sweep by sweep; rules
+    with ``draw``/``apply`` (see ``nqs.rules``) draw vectorised, others get one key
+    per move.
 
     Attributes:
         hilbert: ``nqs.hilbert`` space; chains start from ``hilbert.random_states``.
