@@ -20,9 +20,11 @@ _LOG2 = float(np.log(2.0))
 def log_cosh(x: jax.Array) -> jax.Array:
     """log cosh(x), safe from overflow for real and complex x.
 
-    Real: |x| + log1p(exp(-2|x|)) - log 2. Complex: with w = ±x chosen so that
-    Re w >= 0 (cosh is even), log cosh x = w + log1p(exp(-2w)) - log 2, where
-    |exp(-2w)| <= 1. The imaginary part is defined modulo 2 pi.
+    Real: |x| + log(1 + exp(-2|x|)) - log 2. Complex: with w = ±x chosen so that
+    Re w >= 0 (cosh is even), log cosh x = w + log(1 + exp(-2w)) - log 2, where
+    |exp(-2w)| <= 1. The imaginary part is defined modulo 2 pi. ``log(1 + u)`` rather
+    than ``log1p(u)``: the absolute error is the same (~1e-16, u <= 1 in modulus) and
+    it is cheaper on CPU, where this function dominates a Metropolis move.
 
     Args:
         x: (...) float or complex array.
@@ -31,9 +33,9 @@ def log_cosh(x: jax.Array) -> jax.Array:
     """
     if jnp.iscomplexobj(x):
         w = jnp.where(x.real < 0, -x, x)
-        return w + jnp.log1p(jnp.exp(-2.0 * w)) - _LOG2
+        return w + jnp.log(1.0 + jnp.exp(-2.0 * w)) - _LOG2
     ax = jnp.abs(x)
-    return ax + jnp.log1p(jnp.exp(-2.0 * ax)) - _LOG2
+    return ax + jnp.log(1.0 + jnp.exp(-2.0 * ax)) - _LOG2
 
 
 def n_hidden_units(alpha: float, n_sites: int) -> int:
