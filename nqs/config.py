@@ -24,7 +24,8 @@ Sections (keys per ``kind``; defaults in brackets, ``!`` = required)::
               thresholds of nqs.drivers.vmc.Safety (jump_errors [10],
               jump_spread [10], ema_weight [0.1], warmup [20], shift_boost [10],
               shift_decay [0.5], max_consecutive_rejections [10],
-              min_acceptance [0.005], max_r_hat [1.5], variance_tol [1e-10]);
+              min_acceptance [0.005], max_r_hat [1.5], variance_tol [1e-10],
+              collapse_patience [3]);
               tdvp: t_end!, dt!, integrator [rk4], rtol [1e-5], atol [1e-8],
               initial_state, checkpoint_every, flush_every, observables_every,
               chunk_size
@@ -151,6 +152,7 @@ class DriverConfig:
     min_acceptance: float | None = None
     max_r_hat: float | None = None
     variance_tol: float | None = None
+    collapse_patience: int | None = None
 
     def safety(self) -> dict[str, Any]:
         """Keyword arguments of ``nqs.drivers.vmc.Safety``."""
@@ -324,6 +326,7 @@ _SAFETY = {
     "min_acceptance": (float, 0.005),
     "max_r_hat": (float, 1.5),
     "variance_tol": (float, 1e-10),
+    "collapse_patience": (int, 3),
 }
 _SAFETY_KEYS = tuple(_SAFETY)
 

@@ -223,16 +223,44 @@ def test_always_nan_model_stops_with_readable_log(tmp_path):
     assert h["rejected"].all()
 
 
-def test_collapse_flag():
+def test_collapse_signs():
     sf = vmc.Safety()
     ok = Stats(*(jnp.asarray(v) for v in (-10.0, 0.01, 1.0, 1.0, 1.0)))
-    assert not bool(vmc._collapsed(sf, ok, 0.3, jnp.asarray(-10.2)))
-    assert bool(vmc._collapsed(sf, ok, 0.0, jnp.asarray(jnp.nan)))  # no moves
+    assert not bool(vmc._collapse_signs(sf, ok, 0.3, jnp.asarray(-10.2)))
+    assert bool(vmc._collapse_signs(sf, ok, 0.0, jnp.asarray(jnp.nan)))  # no moves
     frozen = Stats(*(jnp.asarray(v) for v in (-9.0, 0.0, 0.0, 0.0, 1.0)))
-    assert bool(vmc._collapsed(sf, frozen, 0.3, jnp.asarray(-10.2)))  # wrong energy
-    assert not bool(vmc._collapsed(sf, frozen, 0.3, jnp.asarray(-9.0)))  # eigenstate
+    assert bool(vmc._collapse_signs(sf, frozen, 0.3, jnp.asarray(-10.2)))  # wrong E
+    assert not bool(vmc._collapse_signs(sf, frozen, 0.3, jnp.asarray(-9.0)))  # eigen
     mixed = Stats(*(jnp.asarray(v) for v in (-10.0, 0.01, 1.0, 1.0, 3.0)))
-    assert bool(vmc._collapsed(sf, mixed, 0.3, jnp.asarray(jnp.nan)))  # R-hat
+    assert bool(vmc._collapse_signs(sf, mixed, 0.3, jnp.asarray(jnp.nan)))  # R-hat
+
+
+class PeakedModel(nn.Module):
+    """log psi = 30 sum(sigma): all chains freeze in the all-up state."""
+
+    @nn.compact
+    def __call__(self, sigma):
+        w = self.param("w", nn.initializers.zeros, (1,), jnp.float64)
+        return (30.0 + w[0]) * jnp.sum(sigma, axis=-1).astype(jnp.float64)
+
+
+@pytest.mark.parametrize("patience", [1, 3])
+def test_collapse_flag_needs_patience_consecutive_signs(patience):
+    base = tfim_problem(n=6, n_samples=64, n_chains=4, lr=0.0)
+    problem = dataclasses.replace(
+        base, model=PeakedModel(), safety=vmc.Safety(collapse_patience=patience)
+    )
+    state = vmc.init_state(problem, jax.random.key(0))
+    flags, accs = [], []
+    for _ in range(8):
+        state, info = vmc.vmc_step(problem, state)
+        flags.append(bool(info["collapsed"]))
+        accs.append(float(info["acceptance"]))
+    # chains reach all-up while thermalising, then never move again
+    first_stuck = next(i for i, a in enumerate(accs) if a == 0.0)
+    assert all(a == 0.0 for a in accs[first_stuck:])
+    expected = [i >= first_stuck + patience - 1 for i in range(8)]
+    assert flags == expected
 
 
 def test_memory_estimate_counts_the_jacobian():

@@ -18,11 +18,14 @@ Safety (all inside the step, with ``jnp.where`` on pytrees):
       event is counted (``rejected``, ``n_rejected`` in the log);
     * after ``max_consecutive_rejections`` bad steps in a row ``run`` stops with
       :class:`DivergenceError` after writing the log.
-Collapse (sampler stuck, a known failure of frustrated models): flagged when the
-acceptance is below ``min_acceptance``, or R̂ above ``max_r_hat``, or the variance
-is ≈ 0 (below ``variance_tol · max(1, E²)``) while E is above the exact energy (when
-known) by more than ``max(10 · error, 1e-6 |E_exact|)``. The flag is logged per
-step (``history/collapsed``) and reported in progress and in the run summary.
+Collapse (sampler stuck, a known failure of frustrated models): a step is suspect
+when the acceptance is below ``min_acceptance``, or R̂ above ``max_r_hat``, or the
+variance is ≈ 0 (below ``variance_tol · max(1, E²)``) while E is above the exact
+energy (when known) by more than ``max(10 · error, 1e-6 |E_exact|)``. A collapse
+persists, while a single noisy R̂ (few samples per chain, just after a large update)
+does not: the collapse flag is raised once ``collapse_patience`` steps in a row are
+suspect, and stays up while they remain so. It is logged per step
+(``history/collapsed``) and reported in progress and in the run summary.
 """
 
 from __future__ import annotations
@@ -69,6 +72,7 @@ class Safety:
     min_acceptance: float = 0.005
     max_r_hat: float = 1.5
     variance_tol: float = 1e-10
+    collapse_patience: int = 3
 
 
 @dataclasses.dataclass(frozen=True)
@@ -114,6 +118,7 @@ class VMCState:
         n_consecutive: () int64, current run of consecutive rejected steps.
         n_good: () int64, accepted steps so far.
         energy_ema, energy_spread: () float64 running trend of accepted energies.
+        n_suspect: () int64, current run of consecutive steps with a collapse sign.
         exact_energy: () float64, exact ground-state energy or NaN if unknown.
     """
 
@@ -130,6 +135,7 @@ class VMCState:
     energy_ema: jax.Array
     energy_spread: jax.Array
     exact_energy: jax.Array
+    n_suspect: jax.Array
 
 
 def init_state(
@@ -166,6 +172,7 @@ def init_state(
         exact_energy=jnp.asarray(
             np.nan if exact_energy is None else exact_energy, dtype=f64
         ),
+        n_suspect=jnp.zeros((), i64),
     )
 
 
@@ -275,6 +282,9 @@ def vmc_step(problem: VMCProblem, state: VMCState) -> tuple[VMCState, dict]:
         state.shift_multiplier * sf.shift_boost,
         jnp.maximum(1.0, state.shift_multiplier * sf.shift_decay),
     )
+    acc = _acceptance(chain)
+    suspect = _collapse_signs(sf, e_stats, acc, state.exact_energy)
+    n_suspect = jnp.where(suspect, state.n_suspect + 1, 0)
     new_state = VMCState(
         params=_tree_where(bad, keep, new_params),
         opt_state=_tree_where(bad, keep_opt, opt_state),
@@ -289,8 +299,8 @@ def vmc_step(problem: VMCProblem, state: VMCState) -> tuple[VMCState, dict]:
         energy_ema=jnp.where(bad, state.energy_ema, ema),
         energy_spread=jnp.where(bad, state.energy_spread, spread),
         exact_energy=state.exact_energy,
+        n_suspect=n_suspect,
     )
-    acc = _acceptance(chain)
     info = {
         "step": state.step,
         "energy/mean": energy,
@@ -304,7 +314,7 @@ def vmc_step(problem: VMCProblem, state: VMCState) -> tuple[VMCState, dict]:
         "rejected": bad,
         "n_rejected": new_state.n_rejected,
         "n_consecutive": new_state.n_consecutive,
-        "collapsed": _collapsed(sf, e_stats, acc, state.exact_energy),
+        "collapsed": n_suspect >= sf.collapse_patience,
     }
     info.update(_observe(problem, state, samples))
     return new_state, info
@@ -315,7 +325,8 @@ def _acceptance(chain) -> jax.Array:
     return jnp.sum(chain.n_accepted) / (n_chains * chain.n_proposed)
 
 
-def _collapsed(sf: Safety, e_stats, acc, exact) -> jax.Array:
+def _collapse_signs(sf: Safety, e_stats, acc, exact) -> jax.Array:
+    """() bool: this step shows a sign of a collapsed sampler (module docstring)."""
     energy = jnp.real(e_stats.mean)
     low_var = e_stats.variance < sf.variance_tol * jnp.maximum(1.0, energy**2)
     above = energy - exact > jnp.maximum(10 * e_stats.error, 1e-6 * jnp.abs(exact))
