@@ -348,6 +348,8 @@ def test_shipped_config_runs(tmp_path, monkeypatch, path):
         "--set",
         "driver.n_steps=3",
         "--set",
+        "sampler.n_chains=16",
+        "--set",
         "sampler.n_samples=64",
         "--set",
         "driver.exact=false",
