@@ -12,7 +12,7 @@ Sections (keys per ``kind``; defaults in brackets, ``!`` = required)::
               max_order [3]; custom: n_sites!, edges! ([[i, j], ...] or [[i, j, order]])
     [hilbert] kind [spin]: s [0.5], total_sz; fock: n_max!, n_particles
     [hamiltonian] kind!: ising J [1] h [1] | heisenberg J [1] sign_rule |
-              xxz J [1] delta [1] | j1j2 J1 [1] J2! sign_rule |
+              xxz J [1] delta [1] sign_rule | j1j2 J1 [1] J2! sign_rule |
               bose_hubbard t [1] U [1] mu [0]
     [model] kind [rbm], param_dtype [float64], any other key goes to the module
     [sampler] kind [metropolis]: rule, n_chains [16], n_samples [1024],
@@ -360,7 +360,7 @@ _SCHEMA: dict[str, _Section] = {
         {
             "ising": ("J", "h"),
             "heisenberg": ("J", "sign_rule"),
-            "xxz": ("J", "delta"),
+            "xxz": ("J", "delta", "sign_rule"),
             "j1j2": ("J1", "J2", "sign_rule"),
             "bose_hubbard": ("t", "U", "mu"),
         },

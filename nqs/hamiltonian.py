@@ -99,19 +99,23 @@ def ising(hilbert, lattice, J: float, h: float) -> LocalOperator:
     return LocalOperator(hilbert, tuple(terms))
 
 
-def xxz(hilbert, lattice, J: float, delta: float) -> LocalOperator:
+def xxz(
+    hilbert, lattice, J: float, delta: float, sign_rule: str | None = None
+) -> LocalOperator:
     """XXZ model H = J Σ_<ij> (S^x_i S^x_j + S^y_i S^y_j + Δ S^z_i S^z_j), any spin s.
 
     Args:
         hilbert: ``Spin`` space on ``lattice.n_sites`` sites.
         lattice: edges of order 1 are the bonds.
         J: coupling; delta: anisotropy Δ.
+        sign_rule: None, or "marshall" to rotate sublattice A (bipartite lattices).
     Returns:
         the Hamiltonian.
     """
     s = _spin(hilbert, lattice, "xxz")
     bond = J * _xxz_bond(s, delta)
-    return LocalOperator(hilbert, tuple(_bond_terms(lattice.edges_of_order(1), bond)))
+    op = LocalOperator(hilbert, tuple(_bond_terms(lattice.edges_of_order(1), bond)))
+    return _apply_sign_rule(op, lattice, sign_rule)
 
 
 def heisenberg(hilbert, lattice, J: float, sign_rule: str | None = None):

@@ -262,6 +262,19 @@ def test_marshall_rotation(name, s):
     np.testing.assert_allclose(rotated, u[:, None] * plain * u[None, :], atol=1e-13)
 
 
+def test_marshall_xxz_keeps_spectrum_and_makes_off_diagonals_negative():
+    lat = LATTICES["chain6"]()
+    hilbert = Spin(lat.n_sites, total_sz=0)
+    plain = hamiltonian.xxz(hilbert, lat, 1.0, 1.5).to_dense()
+    rotated = hamiltonian.xxz(hilbert, lat, 1.0, 1.5, sign_rule="marshall").to_dense()
+    np.testing.assert_allclose(
+        np.linalg.eigvalsh(rotated), np.linalg.eigvalsh(plain), atol=1e-10
+    )
+    off = rotated - np.diag(np.diagonal(rotated))
+    assert off.max() <= 1e-14 and off.min() < 0
+    assert plain.max() > 0 and (plain - np.diag(np.diagonal(plain))).max() > 0
+
+
 def test_marshall_j1j2_keeps_spectrum():
     lat = lattice.square((4, 2))
     hilbert = Spin(8, total_sz=0)
