@@ -12,6 +12,7 @@ site 0 most significant, i.e. ascending in ``key = sum_i k_i * local_size**(n-1-
 
 from __future__ import annotations
 
+import abc
 import dataclasses
 import functools
 import math
@@ -51,7 +52,7 @@ def _count_compositions(n: int, total: int, d: int) -> int:
     return count
 
 
-class AbstractHilbert:
+class AbstractHilbert(abc.ABC):
     """Shared implementation of the discrete Hilbert spaces; subclasses are final.
 
     Subclasses define ``n_sites``, ``local_size``, ``_offset``, ``_step`` and
@@ -62,20 +63,24 @@ class AbstractHilbert:
 
     # -- structure ---------------------------------------------------------------------
     @property
+    @abc.abstractmethod
     def local_size(self) -> int:
-        raise NotImplementedError
+        """Defined by each space."""
 
     @property
+    @abc.abstractmethod
     def constraint_sum(self) -> int | None:
-        raise NotImplementedError
+        """Defined by each space."""
 
     @property
+    @abc.abstractmethod
     def _offset(self) -> int:
-        raise NotImplementedError
+        """Defined by each space."""
 
     @property
+    @abc.abstractmethod
     def _step(self) -> int:
-        raise NotImplementedError
+        """Defined by each space."""
 
     @property
     def local_values(self) -> tuple[int, ...]:
