@@ -15,16 +15,16 @@ reader or a crash at any moment sees either the previous complete file or the ne
 
 from __future__ import annotations
 
-import contextlib
 import io
 import json
 import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import jax
 import numpy as np
+
+from nqs import atomic
 
 FORMAT = "nqs-checkpoint"
 FORMAT_VERSION = 1
@@ -35,25 +35,9 @@ def _is_key(x) -> bool:
 
 
 def atomic_write(path: str | os.PathLike, data: bytes) -> None:
-    """Write ``data`` to ``path`` atomically (temp file, fsync, os.replace)."""
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
-    with contextlib.suppress(OSError):  # persist the rename itself
-        dir_fd = os.open(path.parent, os.O_RDONLY)
-        try:
-            os.fsync(dir_fd)
-        finally:
-            os.close(dir_fd)
+    """Write ``data`` to ``path`` atomically (see :mod:`nqs.atomic`)."""
+    with atomic.replacing(path) as tmp:
+        tmp.write_bytes(data)
 
 
 def to_bytes(tree: Any) -> bytes:

@@ -52,13 +52,14 @@ import contextlib
 import datetime
 import os
 import shutil
-import tempfile
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import h5py
 import numpy as np
+
+from nqs import atomic
 
 FORMAT = "nqs-log"
 FORMAT_VERSION = 1
@@ -68,24 +69,12 @@ CHUNK_ROWS = 256
 @contextlib.contextmanager
 def _rewrite(path: Path) -> Iterator[h5py.File]:
     """Open a copy of ``path`` for writing; atomically replace ``path`` on success."""
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
+    with atomic.replacing(path) as tmp:
         if path.exists():
             shutil.copyfile(path, tmp)
-            mode = "r+"
-        else:
-            mode = "w"
-        with h5py.File(tmp, mode) as f:
+        with h5py.File(tmp, "r+" if path.exists() else "w") as f:
             yield f
             f.flush()
-        with open(tmp, "rb+") as fh:
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
 
 
 def _device_string() -> str:
