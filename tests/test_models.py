@@ -13,6 +13,7 @@ import pytest
 from nqs import models
 from nqs.hilbert import Fock, Spin
 from nqs.models import FFN, RBM, Jastrow, LogStateVector, log_cosh
+from nqs.models.rbm import PRODUCT_GROUP, sum_log_cosh
 
 REPO = Path(__file__).resolve().parents[1]
 KEY = jax.random.PRNGKey(0)
@@ -70,6 +71,38 @@ def test_log_cosh_matches_numpy_and_is_safe():
     # derivative is tanh (holomorphic), also far out
     grad = jax.grad(lambda t: log_cosh(t).real)(jnp.asarray(3.0))
     np.testing.assert_allclose(grad, np.tanh(3.0), rtol=1e-14)
+
+
+@pytest.mark.parametrize(
+    "n", [1, 44, PRODUCT_GROUP, PRODUCT_GROUP + 1, 5 * PRODUCT_GROUP - 3]
+)
+def test_sum_log_cosh_matches_numpy(n):
+    rng = np.random.default_rng(n)
+    x = rng.normal(scale=4.0, size=(6, n))
+    expected = np.sum(np.log(np.cosh(x)), axis=-1)
+    got = np.asarray(jax.jit(sum_log_cosh)(jnp.asarray(x)))
+    np.testing.assert_allclose(got, expected, rtol=1e-14, atol=1e-13)
+    z = x * 0.5 + 1j * rng.normal(scale=2.0, size=x.shape)
+    got = np.asarray(jax.jit(sum_log_cosh)(jnp.asarray(z)))
+    expected = np.sum(np.log(np.cosh(z)), axis=-1)
+    np.testing.assert_allclose(got.real, expected.real, rtol=1e-13, atol=1e-12)
+    # imaginary parts agree modulo 2 pi
+    np.testing.assert_allclose(np.exp(1j * got.imag), np.exp(1j * expected.imag))
+
+
+def test_sum_log_cosh_is_safe_and_differentiates_to_tanh():
+    # 300 units at |x| = 800: no overflow in the products
+    big = jnp.full((2, 300), 800.0).at[1].set(-800.0)
+    np.testing.assert_allclose(sum_log_cosh(big), 300 * (800 - np.log(2)), rtol=1e-15)
+    zbig = jnp.asarray([[800.0 + 0.5j, -800.0 + 0.25j]])
+    got = np.asarray(sum_log_cosh(zbig))
+    np.testing.assert_allclose(got.real, 1600 - 2 * np.log(2), rtol=1e-15)
+    np.testing.assert_allclose(np.exp(1j * got.imag), np.exp(-0.25j + 0.5j))
+    x = jnp.asarray([0.3, -2.0, 25.0])
+    np.testing.assert_allclose(jax.grad(sum_log_cosh)(x), np.tanh(x), rtol=1e-15)
+    z = jnp.asarray([0.3 + 0.2j, -1.0 + 2.0j])
+    _, tangent = jax.jvp(sum_log_cosh, (z,), (jnp.asarray([1.0 + 0j, 0.0]),))
+    np.testing.assert_allclose(tangent, np.tanh(0.3 + 0.2j), rtol=1e-14)
 
 
 # -- RBM --
