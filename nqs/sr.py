@@ -25,6 +25,13 @@ pseudo-inverse if Cholesky fails); ``minsr`` uses the kernel form
 ``δ = D⁻¹Xᵀ (X D⁻¹ Xᵀ + I)⁻¹ 2e`` (push-through identity; Chen & Heyl, Nat. Phys. 2024;
 Rende et al., Commun. Phys. 2024), cheap when ``P ≫ n``; ``cg`` is matrix-free, using
 Jacobian-vector products of log ψ and never forming ``S`` nor the Jacobian.
+A model may provide ``log_derivative_gram(variables, sigma) -> (n, n)``, the Gram
+matrix ``G_ab = Σ_k O_k(σ_a) O_k(σ_b)*`` of its log-derivatives with respect to its
+own parameters (complex derivatives for complex parameters; only for models that are
+real, or holomorphic in all-complex parameters). ``minsr`` then builds the kernel
+``X Xᵀ = H G H / n`` (``H`` centres) from it and gets ``Xᵀy`` by one vector-Jacobian
+product, so the Jacobian is never formed: for an RBM the kernel costs
+``n² (N + M)`` instead of ``n² N M`` (``nqs.models.RBM``).
 When every parameter is complex and the samples satisfy the Cauchy-Riemann equations
 ``O_y = i O_x`` (a holomorphic ansatz; checked inside the step), ``dense`` and ``minsr``
 solve the equivalent complex system ``(S_c + D) δ = 2F`` of half the size instead.
@@ -43,8 +50,10 @@ from jax.flatten_util import ravel_pytree
 
 SOLVERS = ("auto", "dense", "minsr", "cg")
 
-#: Jacobian memory above which ``auto`` switches to the matrix-free solver (bytes).
+#: Jacobian (or kernel) memory above which ``auto`` uses the matrix-free solver (bytes).
 JACOBIAN_BUDGET = 2 * 1024**3
+#: Name of the optional model method giving the Gram matrix of the log-derivatives.
+GRAM_METHOD = "log_derivative_gram"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -114,17 +123,7 @@ def solve_dense(X: jax.Array, g: jax.Array, shift, scale=None) -> jax.Array:
     """
     s = X.conj().T @ X
     a = s + jnp.diag(_regulariser(jnp.real(jnp.diag(s)), shift, scale))
-    factor = jax.scipy.linalg.cho_factor(a, lower=True)
-    x_chol = jax.scipy.linalg.cho_solve(factor, g)
-
-    def pinv_solve(_):
-        w, v = jnp.linalg.eigh(a)
-        cutoff = jnp.finfo(a.dtype).eps * a.shape[0] * jnp.max(jnp.abs(w))
-        w_inv = jnp.where(jnp.abs(w) > cutoff, 1.0 / jnp.where(w == 0, 1.0, w), 0.0)
-        return v @ (w_inv * (v.conj().T @ g))
-
-    ok = jnp.all(jnp.isfinite(x_chol))
-    return jax.lax.cond(ok, lambda _: x_chol, pinv_solve, None)
+    return _psd_solve(a, g)
 
 
 def solve_minsr(X: jax.Array, eps: jax.Array, shift, scale=None) -> jax.Array:
@@ -145,21 +144,35 @@ def solve_minsr(X: jax.Array, eps: jax.Array, shift, scale=None) -> jax.Array:
     if scale is None:
         k = X @ xh
         k = k + shift * jnp.eye(k.shape[0], dtype=k.dtype)
-        return xh @ _sym_solve(k, eps)
+        return xh @ _psd_solve(k, eps)
     d_inv = 1.0 / _regulariser(jnp.sum(jnp.abs(X) ** 2, axis=0), shift, scale)
     xd = X * d_inv
     k = xd @ xh + jnp.eye(X.shape[0], dtype=X.dtype)
-    return xd.conj().T @ _sym_solve(k, eps)
+    return xd.conj().T @ _psd_solve(k, eps)
 
 
-def _sym_solve(a: jax.Array, b: jax.Array) -> jax.Array:
-    """Solve a symmetric positive (semi-)definite system; pseudo-inverse fallback."""
-    x = jax.scipy.linalg.cho_solve(jax.scipy.linalg.cho_factor(a, lower=True), b)
+def _psd_solve(a: jax.Array, b: jax.Array) -> jax.Array:
+    """Solve a Hermitian positive (semi-)definite system a x = b.
+
+    Cholesky first; if it yields non-finite numbers (a singular), the
+    eigendecomposition pseudo-inverse. Both LAPACK calls want column-major input:
+    they get ``aᵀ = conj(a)``, which for a row-major ``a`` is a free relayout (a
+    transposing copy of a 1024 × 1024 kernel costs a fifth of its Cholesky solve
+    on CPU), and solve ``conj(a) conj(x) = conj(b)``. (An SVD-based ``pinv`` in the
+    untaken branch would cost a third of the solve; ``eigh`` does not.)
+    """
+    a_conj, b_conj = a.T, jnp.conj(b)
+    factor = jax.scipy.linalg.cho_factor(a_conj, lower=True)
+    x_conj = jax.scipy.linalg.cho_solve(factor, b_conj)
 
     def pinv_solve(_):
-        return jnp.linalg.pinv(a, hermitian=True) @ b
+        w, v = jnp.linalg.eigh(a_conj)
+        cutoff = jnp.finfo(a.dtype).eps * a.shape[0] * jnp.max(jnp.abs(w))
+        w_inv = jnp.where(jnp.abs(w) > cutoff, 1.0 / jnp.where(w == 0, 1.0, w), 0.0)
+        return v @ (w_inv * (v.conj().T @ b_conj))
 
-    return jax.lax.cond(jnp.all(jnp.isfinite(x)), lambda _: x, pinv_solve, None)
+    ok = jnp.all(jnp.isfinite(x_conj))
+    return jnp.conj(jax.lax.cond(ok, lambda _: x_conj, pinv_solve, None))
 
 
 def solve_cg(
@@ -280,13 +293,46 @@ def _real_residual(e_loc: jax.Array, is_cplx: bool) -> jax.Array:
     return jnp.concatenate(parts) / jnp.sqrt(n)
 
 
-def choose_solver(sr: SR, n_rows: int, n_params: int) -> str:
-    """Resolve ``auto``: cg if the Jacobian exceeds the budget, minsr if P > rows."""
+def choose_solver(sr: SR, n_rows: int, n_params: int, use_gram: bool = False) -> str:
+    """Resolve ``auto`` by the shapes of the real-formulation Jacobian (rows × P).
+
+    ``minsr`` when P > rows, else ``dense``; ``cg`` when the matrix the chosen solver
+    stores (the Jacobian, or with ``use_gram`` only the rows × rows kernel) exceeds
+    ``JACOBIAN_BUDGET``.
+    """
     if sr.solver != "auto":
         return sr.solver
-    if n_rows * n_params * 8 > JACOBIAN_BUDGET and not sr.diag_scale:
+    solver = "minsr" if n_params > n_rows else "dense"
+    stored = n_rows**2 if solver == "minsr" and use_gram else n_rows * n_params
+    if stored * 8 > JACOBIAN_BUDGET and not sr.diag_scale:
         return "cg"
-    return "minsr" if n_params > n_rows else "dense"
+    return solver
+
+
+def gram_formulation(model, params, sigma) -> str | None:
+    """How the model's ``log_derivative_gram`` enters SR, or None if it cannot.
+
+    Returns:
+        "real" (real parameters, real log ψ), "holomorphic" (every parameter
+        complex, complex log ψ: the hook's contract is that log ψ is then
+        holomorphic), or None (no hook, or mixed real and complex parameters, or
+        real parameters with a complex output).
+    """
+    if not callable(getattr(model, GRAM_METHOD, None)):
+        return None
+    leaves = jax.tree_util.tree_leaves(params)
+    cplx_params = [jnp.iscomplexobj(x) for x in leaves]
+    cplx_out = _is_complex_output(model, params, sigma)
+    if not any(cplx_params) and not cplx_out:
+        return "real"
+    if all(cplx_params) and cplx_out:
+        return "holomorphic"
+    return None
+
+
+def uses_gram(model, params, sigma, sr: SR) -> bool:
+    """Whether ``minsr`` goes through the model's Gram matrix (no diag_scale)."""
+    return not sr.diag_scale and gram_formulation(model, params, sigma) is not None
 
 
 def natural_gradient(
@@ -323,10 +369,15 @@ def natural_gradient(
     theta, unravel = params_to_real(params)
     is_cplx = _is_complex_output(model, params, sigma)
     n_rows = sigma.shape[0] * (2 if is_cplx else 1)
-    solver = choose_solver(sr, n_rows, theta.shape[0])
+    use_gram = uses_gram(model, params, sigma, sr)
+    solver = choose_solver(sr, n_rows, theta.shape[0], use_gram)
     shift = sr.shift(step) * shift_multiplier
     eps = _real_residual(residual, is_cplx)
 
+    if solver == "minsr" and use_gram:
+        holomorphic = gram_formulation(model, params, sigma) == "holomorphic"
+        x, g_norm = _gram_solve(model, params, sigma, residual, shift, holomorphic)
+        return x, {"diag_shift": shift, "grad_norm": g_norm}
     if solver == "cg":
         matvec, xt = _jacobian_closures(model, params, sigma, is_cplx)
         g = 2.0 * xt(eps)
@@ -433,6 +484,41 @@ def _holomorphic_solve(X, eps, split, solver, shift, sr) -> jax.Array:
         d = solve_minsr(oc, 2.0 * ec, shift, sr.diag_scale)
     x = jnp.zeros(X.shape[1], dtype=X.dtype)
     return x.at[split[0]].set(d.real).at[split[1]].set(d.imag)
+
+
+def _gram_solve(model, params, sigma, residual, shift, holomorphic: bool):
+    """minSR through the model's Gram matrix: x = Xᵀ (X Xᵀ + shift)⁻¹ 2e.
+
+    X = ΔO / √n in the model's own parameters (real, or complex for a holomorphic
+    model, where this is the half-size complex system of :func:`_holomorphic_solve`),
+    so X Xᵀ = H G H / n with G the Gram matrix and H the centring projector, and
+    Xᵀ c = (1/√n) Σ_a O_a* (c_a − mean c) is one vector-Jacobian product of log ψ
+    (conjugated around it in the holomorphic case).
+
+    Returns:
+        (x pytree like params, () norm of the right-hand side G = 2 Xᵀ e).
+    """
+    n = sigma.shape[0]
+    gram = model.log_derivative_gram(params, sigma)
+    gram = gram - jnp.mean(gram, axis=0, keepdims=True)
+    gram = gram - jnp.mean(gram, axis=1, keepdims=True)
+    kernel = gram / n + shift * jnp.eye(n, dtype=gram.dtype)
+    r = residual.reshape(-1)
+    e = (r - jnp.mean(r)) / jnp.sqrt(n)
+    e = e if holomorphic else jnp.real(e)
+    y = _psd_solve(kernel, 2.0 * e)
+    _, vjp = jax.vjp(lambda p: jnp.asarray(model.apply(p, sigma)), params)
+
+    def xt(c):  # Xᵀ c
+        c = (c - jnp.mean(c)) / jnp.sqrt(n)
+        if holomorphic:
+            return jax.tree_util.tree_map(jnp.conj, vjp(jnp.conj(c))[0])
+        return vjp(c.astype(gram.dtype))[0]
+
+    both = jax.vmap(xt)(jnp.stack([y, 2.0 * e]))
+    x = jax.tree_util.tree_map(lambda a: a[0], both)
+    g_sq = sum(jnp.sum(jnp.abs(a[1]) ** 2) for a in jax.tree_util.tree_leaves(both))
+    return x, jnp.sqrt(g_sq)
 
 
 def _jacobian_closures(model, params, sigma, is_cplx):

@@ -9,6 +9,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from nqs.models import RBM
 from nqs.sr import SR, natural_gradient, solve_dense, solve_minsr, sr_direction
 
 N_SITES = 4
@@ -57,6 +58,9 @@ MODELS = {
     "holomorphic": RealRBM(dtype=jnp.complex128),
     "non-holomorphic": PhaseNet(),
     "complex-conj": ConjNet(),
+    # nqs's RBM provides log_derivative_gram: minsr takes the Jacobian-free path
+    "gram-real": RBM(alpha=1.5, kernel_scale=0.3),
+    "gram-holomorphic": RBM(alpha=1.5, param_dtype=jnp.complex128, kernel_scale=0.3),
 }
 
 
@@ -216,7 +220,9 @@ def test_auto_solver_choice():
 
 
 @pytest.mark.parametrize("solver", ["dense", "minsr", "cg"])
-@pytest.mark.parametrize("kind", ["holomorphic", "non-holomorphic"])
+@pytest.mark.parametrize(
+    "kind", ["holomorphic", "non-holomorphic", "gram-real", "gram-holomorphic"]
+)
 def test_natural_gradient_with_another_residual(kind, solver):
     """The real-time residual -i E_loc: right-hand side 2 Re<ΔO* Δr>."""
     model = MODELS[kind]

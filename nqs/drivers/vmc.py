@@ -46,7 +46,7 @@ import optax
 
 from nqs import checkpoint, vstate
 from nqs import log as logmod
-from nqs.sr import SR, choose_solver, params_to_real, sr_direction
+from nqs.sr import SR, choose_solver, params_to_real, sr_direction, uses_gram
 
 CHECKPOINT_FILE = "checkpoint.npz"
 FINAL_STATE_FILE = "final_state.npz"
@@ -363,8 +363,12 @@ def estimate_memory(problem: VMCProblem) -> int:
     total += 6 * n_params * 8  # params, previous params, optimizer state
     if problem.sr is not None:
         m = n * (2 if cplx else 1)
-        solver = choose_solver(problem.sr, m, n_params)
-        if solver != "cg":
+        use_gram = uses_gram(problem.model, shapes, sigma, problem.sr)
+        solver = choose_solver(problem.sr, m, n_params, use_gram)
+        if solver == "minsr" and use_gram:
+            # the Gram matrix, its centred copy and the column-major kernel
+            total += 4 * n * n * (16 if cplx else 8)
+        elif solver != "cg":
             # the per-sample Jacobian, its centred copy and XLA temporaries: peak RSS
             # of a minsr step, RBM alpha=4 on 100 sites, 4096 samples, is ~3.5x X
             total += 3 * m * n_params * 8
