@@ -86,7 +86,7 @@ class Reporter:
         )
 
     def report(self, record: dict) -> None:
-        """Callback given to the driver (see ``nqs.drivers.vmc.run``)."""
+        """Callback given to the driver (see ``nqs.drivers.loop.run``)."""
         event = record.get("event")
         if self.quiet:
             return

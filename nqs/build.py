@@ -328,11 +328,11 @@ def _version() -> str:
 
 def exact_limit(cfg: Config) -> int:
     """Largest dimension for which the run computes the exact energy at start."""
-    from nqs.drivers import vmc
+    from nqs.drivers import loop
 
     mode = cfg.driver.exact
     if mode == "auto":
-        return vmc.MAX_EXACT_DIMENSION
+        return loop.MAX_EXACT_DIMENSION
     return MAX_EXACT_DIMENSION if mode else 0
 
 
@@ -343,19 +343,19 @@ def execute(
     resume: bool = False,
     progress: Callable[[dict], None] | None = None,
 ):
-    """Run the prepared VMC problem into ``run_dir`` (``nqs.drivers.vmc.run``).
+    """Run the prepared VMC problem into ``run_dir`` (``nqs.drivers.loop.run``).
 
     Returns:
-        ``nqs.drivers.vmc.RunResult``.
+        ``nqs.drivers.loop.RunResult``.
     """
     from nqs import config as config_mod
-    from nqs.drivers import vmc
+    from nqs.drivers import loop
 
     d = prep.cfg.driver
     early = None
     if d.early_stop:
-        early = vmc.EarlyStop(patience=d.patience, rel_tol=d.rel_tol)
-    return vmc.run(
+        early = loop.EarlyStop(patience=d.patience, rel_tol=d.rel_tol)
+    return loop.run(
         prep.problem,
         prep.state,
         run_dir,

@@ -37,7 +37,7 @@ Sections (keys per ``kind``; defaults in brackets, ``!`` = required)::
     [observables] name = { kind = "...", ... }
 
 ``driver.exact``: "auto" computes the exact energy at the start of a run when the
-Hilbert space has at most ``nqs.drivers.vmc.MAX_EXACT_DIMENSION`` states, true up to
+Hilbert space has at most ``nqs.drivers.loop.MAX_EXACT_DIMENSION`` states, true up to
 ``nqs.build.MAX_EXACT_DIMENSION``, false never.
 
 Default sampler rule: ``local`` on an unconstrained space, ``exchange`` on a constrained

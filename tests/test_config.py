@@ -289,12 +289,12 @@ def test_driver_defaults_match_the_driver():
     """The config's safety and early-stop defaults are the driver's own."""
     import dataclasses
 
-    from nqs.drivers import vmc
+    from nqs.drivers import loop, vmc
 
     d = config.loads(BASE).driver
     assert d.safety() == dataclasses.asdict(vmc.Safety())
     assert (d.patience, d.rel_tol) == (
-        vmc.EarlyStop().patience,
-        vmc.EarlyStop().rel_tol,
+        loop.EarlyStop().patience,
+        loop.EarlyStop().rel_tol,
     )
     assert d.early_stop is False

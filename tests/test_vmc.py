@@ -16,7 +16,7 @@ import pytest
 
 from nqs import checkpoint, hamiltonian, hilbert, lattice, models, rules, sampler
 from nqs import log as logmod
-from nqs.drivers import vmc
+from nqs.drivers import loop, vmc
 from nqs.observables import build_observable
 from nqs.optimizer import build_optimizer
 from nqs.sr import SR
@@ -66,7 +66,7 @@ def test_tfim8_reaches_exact_energy_and_magnetization(tmp_path):
     mx0 = np.mean([psi0 @ x @ psi0 for x in xs])
     problem = tfim_problem(observables=[("mx", {"kind": "magnetization", "axis": "x"})])
     state = vmc.init_state(problem, jax.random.key(0))
-    result = vmc.run(problem, state, tmp_path, 200, checkpoint_every=100)
+    result = loop.run(problem, state, tmp_path, 200, checkpoint_every=100)
     assert result.status == "completed" and result.n_rejected == 0
     assert result.exact_energy == pytest.approx(e0, abs=1e-9)
     data = logmod.read_log(tmp_path / "log.h5")
@@ -102,7 +102,7 @@ class Interrupt(Exception):
 def test_interrupted_and_resumed_equals_uninterrupted(tmp_path):
     problem = small_problem()
     fresh = vmc.init_state(problem, jax.random.key(7))
-    full = vmc.run(
+    full = loop.run(
         problem, fresh, tmp_path / "a", 30, checkpoint_every=5, flush_every=3
     )
 
@@ -111,7 +111,7 @@ def test_interrupted_and_resumed_equals_uninterrupted(tmp_path):
             raise Interrupt
 
     with pytest.raises(Interrupt):
-        vmc.run(
+        loop.run(
             problem,
             fresh,
             tmp_path / "b",
@@ -125,7 +125,7 @@ def test_interrupted_and_resumed_equals_uninterrupted(tmp_path):
     assert partial[-1] == 24
     ckpt = checkpoint.load(tmp_path / "b" / "checkpoint.npz", fresh)
     assert int(ckpt.step) == 20
-    resumed = vmc.run(
+    resumed = loop.run(
         problem,
         fresh,
         tmp_path / "b",
@@ -144,7 +144,7 @@ def test_interrupted_and_resumed_equals_uninterrupted(tmp_path):
     hb = logmod.read_log(tmp_path / "b" / "log.h5")["history"]
     np.testing.assert_array_equal(hb["step"], np.arange(30))
     np.testing.assert_array_equal(ha["energy/mean"], hb["energy/mean"])
-    final = vmc.load_final_params(tmp_path / "b", fresh.params)
+    final = loop.load_final_params(tmp_path / "b", fresh.params)
     for a, b in zip(
         jax.tree_util.tree_leaves(final),
         jax.tree_util.tree_leaves(full.state.params),
@@ -215,8 +215,8 @@ def test_always_nan_model_stops_with_readable_log(tmp_path):
     base = tfim_problem(n=6, n_samples=64, n_chains=4)
     problem = dataclasses.replace(base, model=NaNModel())
     state = vmc.init_state(problem, jax.random.key(0))
-    with pytest.raises(vmc.DivergenceError, match="consecutive"):
-        vmc.run(problem, state, tmp_path, 100, flush_every=50)
+    with pytest.raises(loop.DivergenceError, match="consecutive"):
+        loop.run(problem, state, tmp_path, 100, flush_every=50)
     h = logmod.read_log(tmp_path / "log.h5")["history"]
     n = problem.safety.max_consecutive_rejections
     np.testing.assert_array_equal(h["step"], np.arange(n))
@@ -277,13 +277,13 @@ SCRIPT = textwrap.dedent(
     jax.config.update("jax_enable_x64", True)
     sys.path.insert(0, {tests!r})
     from test_vmc import tfim_problem
-    from nqs.drivers import vmc
+    from nqs.drivers import loop, vmc
     problem = tfim_problem(n=6, n_samples=128, n_chains=8)
     state = vmc.init_state(problem, jax.random.key(11))
     def report(r):
         if r["event"] == "step":
             print(r["step"], flush=True)
-    vmc.run(problem, state, {run_dir!r}, {n_steps}, checkpoint_every=10,
+    loop.run(problem, state, {run_dir!r}, {n_steps}, checkpoint_every=10,
             flush_every=5, progress=report, resume={resume})
     """
 )
@@ -320,9 +320,9 @@ def test_kill_9_leaves_readable_log_and_resumes(tmp_path):
 
 def test_early_stop_rule():
     rng = np.random.default_rng(0)
-    rule = vmc.EarlyStop(patience=40, rel_tol=1e-4)
+    rule = loop.EarlyStop(patience=40, rel_tol=1e-4)
     decreasing = list(-10.0 - 0.01 * np.arange(60) + 1e-4 * rng.normal(size=60))
     flat = list(-10.0 + 1e-3 * rng.normal(size=60))
-    assert not vmc._converged(decreasing, rule)
-    assert vmc._converged(flat, rule)
-    assert not vmc._converged(flat[:30], rule)  # too short to judge
+    assert not loop._converged(decreasing, rule)
+    assert loop._converged(flat, rule)
+    assert not loop._converged(flat[:30], rule)  # too short to judge
