@@ -13,7 +13,7 @@ import pytest
 from nqs import models
 from nqs.hilbert import Fock, Spin
 from nqs.models import FFN, RBM, Jastrow, LogStateVector, log_cosh
-from nqs.models.rbm import PRODUCT_GROUP, sum_log_cosh
+from nqs.models.rbm import PRODUCT_GROUP, PRODUCT_MAX_ROWS, sum_log_cosh
 
 REPO = Path(__file__).resolve().parents[1]
 KEY = jax.random.PRNGKey(0)
@@ -73,12 +73,13 @@ def test_log_cosh_matches_numpy_and_is_safe():
     np.testing.assert_allclose(grad, np.tanh(3.0), rtol=1e-14)
 
 
+@pytest.mark.parametrize("rows", [6, PRODUCT_MAX_ROWS + 1], ids=["product", "per-unit"])
 @pytest.mark.parametrize(
     "n", [1, 44, PRODUCT_GROUP, PRODUCT_GROUP + 1, 5 * PRODUCT_GROUP - 3]
 )
-def test_sum_log_cosh_matches_numpy(n):
+def test_sum_log_cosh_matches_numpy(n, rows):
     rng = np.random.default_rng(n)
-    x = rng.normal(scale=4.0, size=(6, n))
+    x = rng.normal(scale=4.0, size=(rows, n))
     expected = np.sum(np.log(np.cosh(x)), axis=-1)
     got = np.asarray(jax.jit(sum_log_cosh)(jnp.asarray(x)))
     np.testing.assert_allclose(got, expected, rtol=1e-14, atol=1e-13)
