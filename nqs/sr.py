@@ -369,15 +369,15 @@ def natural_gradient(
     theta, unravel = params_to_real(params)
     is_cplx = _is_complex_output(model, params, sigma)
     n_rows = sigma.shape[0] * (2 if is_cplx else 1)
-    use_gram = uses_gram(model, params, sigma, sr)
-    solver = choose_solver(sr, n_rows, theta.shape[0], use_gram)
+    gram = None if sr.diag_scale else gram_formulation(model, params, sigma)
+    solver = choose_solver(sr, n_rows, theta.shape[0], gram is not None)
     shift = sr.shift(step) * shift_multiplier
-    eps = _real_residual(residual, is_cplx)
-
-    if solver == "minsr" and use_gram:
-        holomorphic = gram_formulation(model, params, sigma) == "holomorphic"
+    if solver == "minsr" and gram is not None:
+        holomorphic = gram == "holomorphic"
         x, g_norm = _gram_solve(model, params, sigma, residual, shift, holomorphic)
         return x, {"diag_shift": shift, "grad_norm": g_norm}
+
+    eps = _real_residual(residual, is_cplx)
     if solver == "cg":
         matvec, xt = _jacobian_closures(model, params, sigma, is_cplx)
         g = 2.0 * xt(eps)

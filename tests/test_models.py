@@ -133,6 +133,31 @@ def test_rbm_matches_numpy(dtype):
         np.testing.assert_allclose(got, expected, rtol=1e-12)
 
 
+@pytest.mark.parametrize("dtype", ["float64", "complex128"])
+@pytest.mark.parametrize(
+    "biases", [(True, True), (False, True), (True, False)], ids=["ab", "b", "a"]
+)
+def test_rbm_log_derivative_gram_matches_jacobian(dtype, biases):
+    """G = O O^H with O the autodiff Jacobian (complex derivative: x-columns)."""
+    from nqs import vstate
+
+    vb, hb = biases
+    model = RBM(alpha=1.5, param_dtype=dtype, use_visible_bias=vb, use_hidden_bias=hb)
+    sigma = spins(4, 30, 6)
+    variables = random_params(init(model, sigma), 5, 0.5, complex_=dtype != "float64")
+    jac = np.asarray(vstate.jacobian(model, variables, sigma))
+    if dtype == "complex128":  # real formulation: [Re part cols, Im part cols] per leaf
+        cols, offset = [], 0
+        for leaf in jax.tree.leaves(variables):
+            cols.extend(range(offset, offset + leaf.size))
+            offset += 2 * leaf.size
+        jac = jac[:, cols]
+    expected = jac @ jac.conj().T
+    got = np.asarray(jax.jit(model.log_derivative_gram)(variables, sigma))
+    assert got.dtype == np.dtype(dtype)
+    np.testing.assert_allclose(got, expected, rtol=1e-12, atol=1e-12)
+
+
 @pytest.mark.parametrize("alpha", [1, 2])
 def test_rbm_parameter_count(alpha):
     n = 9

@@ -216,6 +216,10 @@ def test_auto_solver_choice():
     assert choose_solver(auto, n_rows=1024, n_params=5000) == "minsr"
     huge = JACOBIAN_BUDGET // 8 // 1024 + 1
     assert choose_solver(auto, n_rows=1024, n_params=huge) == "cg"
+    # through a model's Gram matrix only the rows x rows kernel is stored
+    assert choose_solver(auto, n_rows=1024, n_params=huge, use_gram=True) == "minsr"
+    big = int((JACOBIAN_BUDGET // 8) ** 0.5) + 1
+    assert choose_solver(auto, n_rows=big, n_params=2 * big, use_gram=True) == "cg"
     assert choose_solver(SR(solver="dense"), n_rows=10, n_params=10**9) == "dense"
 
 
