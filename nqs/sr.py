@@ -309,16 +309,16 @@ def choose_solver(sr: SR, n_rows: int, n_params: int, use_gram: bool = False) ->
     return solver
 
 
-def gram_formulation(model, params, sigma) -> str | None:
-    """How the model's ``log_derivative_gram`` enters SR, or None if it cannot.
+def gram_formulation(model, params, sigma, sr: SR) -> str | None:
+    """How ``minsr`` uses the model's ``log_derivative_gram``, or None if it cannot.
 
     Returns:
         "real" (real parameters, real log ψ), "holomorphic" (every parameter
         complex, complex log ψ: the hook's contract is that log ψ is then
-        holomorphic), or None (no hook, or mixed real and complex parameters, or
-        real parameters with a complex output).
+        holomorphic), or None (no hook, ``diag_scale`` set (it needs diag S), mixed
+        real and complex parameters, or real parameters with a complex output).
     """
-    if not callable(getattr(model, GRAM_METHOD, None)):
+    if sr.diag_scale or not callable(getattr(model, GRAM_METHOD, None)):
         return None
     leaves = jax.tree_util.tree_leaves(params)
     cplx_params = [jnp.iscomplexobj(x) for x in leaves]
@@ -328,11 +328,6 @@ def gram_formulation(model, params, sigma) -> str | None:
     if all(cplx_params) and cplx_out:
         return "holomorphic"
     return None
-
-
-def uses_gram(model, params, sigma, sr: SR) -> bool:
-    """Whether ``minsr`` goes through the model's Gram matrix (no diag_scale)."""
-    return not sr.diag_scale and gram_formulation(model, params, sigma) is not None
 
 
 def natural_gradient(
@@ -369,7 +364,7 @@ def natural_gradient(
     theta, unravel = params_to_real(params)
     is_cplx = _is_complex_output(model, params, sigma)
     n_rows = sigma.shape[0] * (2 if is_cplx else 1)
-    gram = None if sr.diag_scale else gram_formulation(model, params, sigma)
+    gram = gram_formulation(model, params, sigma, sr)
     solver = choose_solver(sr, n_rows, theta.shape[0], gram is not None)
     shift = sr.shift(step) * shift_multiplier
     if solver == "minsr" and gram is not None:

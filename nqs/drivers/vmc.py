@@ -41,7 +41,7 @@ import numpy as np
 import optax
 
 from nqs import vstate
-from nqs.sr import SR, choose_solver, params_to_real, sr_direction, uses_gram
+from nqs.sr import SR, choose_solver, gram_formulation, params_to_real, sr_direction
 
 
 @dataclasses.dataclass(frozen=True)
@@ -349,7 +349,8 @@ def estimate_memory(problem: VMCProblem) -> int:
     total += 6 * n_params * 8  # params, previous params, optimizer state
     if problem.sr is not None:
         m = n * (2 if cplx else 1)
-        use_gram = uses_gram(problem.model, shapes, sigma, problem.sr)
+        gram = gram_formulation(problem.model, shapes, sigma, problem.sr)
+        use_gram = gram is not None
         solver = choose_solver(problem.sr, m, n_params, use_gram)
         if solver == "minsr" and use_gram:
             # the Gram matrix, its centred copy and the column-major kernel
