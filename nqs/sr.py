@@ -35,6 +35,9 @@ product, so the Jacobian is never formed: for an RBM the kernel costs
 When every parameter is complex and the samples satisfy the Cauchy-Riemann equations
 ``O_y = i O_x`` (a holomorphic ansatz; checked inside the step), ``dense`` and ``minsr``
 solve the equivalent complex system ``(S_c + D) δ = 2F`` of half the size instead.
+
+This module holds the settings, the real formulation and the dispatch; the solver
+kernels and the Gram path are in ``nqs.sr_solvers``.
 """
 
 from __future__ import annotations
@@ -47,6 +50,30 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 from jax.flatten_util import ravel_pytree
+
+from nqs.sr_solvers import (
+    gram_solve,
+    holomorphic_solve,
+    solve_cg,
+    solve_dense,
+    solve_minsr,
+)
+
+__all__ = [
+    "GRAM_METHOD",
+    "JACOBIAN_BUDGET",
+    "SOLVERS",
+    "SR",
+    "choose_solver",
+    "gram_formulation",
+    "natural_gradient",
+    "params_to_real",
+    "real_jacobian",
+    "solve_cg",
+    "solve_dense",
+    "solve_minsr",
+    "sr_direction",
+]
 
 SOLVERS = ("auto", "dense", "minsr", "cg")
 
@@ -95,118 +122,7 @@ class SR:
 
 
 # ----------------------------------------------------------------------------
-# Linear solvers on explicit matrices / closures
-
-
-def _regulariser(diag_s: jax.Array, shift, scale) -> jax.Array:
-    """Diagonal D = shift + scale · diag(S), (P,) float64."""
-    d = jnp.full_like(diag_s, shift)
-    if scale is not None:
-        d = d + scale * diag_s
-    return d
-
-
-def solve_dense(X: jax.Array, g: jax.Array, shift, scale=None) -> jax.Array:
-    """Solve (XᵀX + D) x = g with S formed explicitly.
-
-    Cholesky first; if it yields non-finite numbers (S + D not positive definite, e.g.
-    a singular S with zero shift), an eigendecomposition pseudo-inverse is used.
-
-    Args:
-        X: (m, P) float64 real-formulation centred Jacobian (rows / √n); complex128
-            (the holomorphic formulation) is accepted too, with S = X†X.
-        g: (P,) right-hand side, dtype of ``X``.
-        shift: absolute diagonal shift (scalar).
-        scale: relative shift (adds ``scale · diag(S)``) or None.
-    Returns:
-        (P,) solution, dtype of ``X``.
-    """
-    s = X.conj().T @ X
-    a = s + jnp.diag(_regulariser(jnp.real(jnp.diag(s)), shift, scale))
-    return _psd_solve(a, g)
-
-
-def solve_minsr(X: jax.Array, eps: jax.Array, shift, scale=None) -> jax.Array:
-    """Kernel (minSR) form: x = D⁻¹Xᵀ (X D⁻¹ Xᵀ + I)⁻¹ eps = (XᵀX + D)⁻¹ Xᵀ eps.
-
-    With ``D = shift · I`` this is ``Xᵀ (XXᵀ + shift)⁻¹ eps``. Cost O(m²P + m³).
-
-    Args:
-        X: (m, P) float64 real-formulation centred Jacobian (rows / √n); complex128
-            is accepted too (Xᵀ becomes X†).
-        eps: (m,) right-hand side in sample space (``G = X† eps``).
-        shift: absolute diagonal shift (scalar, > 0 unless ``X`` has full row rank).
-        scale: relative shift or None.
-    Returns:
-        (P,) solution, dtype of ``X``.
-    """
-    xh = X.conj().T
-    if scale is None:
-        k = X @ xh
-        k = k + shift * jnp.eye(k.shape[0], dtype=k.dtype)
-        return xh @ _psd_solve(k, eps)
-    d_inv = 1.0 / _regulariser(jnp.sum(jnp.abs(X) ** 2, axis=0), shift, scale)
-    xd = X * d_inv
-    k = xd @ xh + jnp.eye(X.shape[0], dtype=X.dtype)
-    return xd.conj().T @ _psd_solve(k, eps)
-
-
-def _psd_solve(a: jax.Array, b: jax.Array) -> jax.Array:
-    """Solve a Hermitian positive (semi-)definite system a x = b.
-
-    Cholesky first; if it yields non-finite numbers (a singular), the
-    eigendecomposition pseudo-inverse. Both LAPACK calls want column-major input:
-    they get ``aᵀ = conj(a)``, which for a row-major ``a`` is a free relayout (a
-    transposing copy of a 1024 × 1024 kernel costs a fifth of its Cholesky solve
-    on CPU), and solve ``conj(a) conj(x) = conj(b)``. (An SVD-based ``pinv`` in the
-    untaken branch would cost a third of the solve; ``eigh`` does not.)
-    """
-    a_conj, b_conj = a.T, jnp.conj(b)
-    factor = jax.scipy.linalg.cho_factor(a_conj, lower=True)
-    x_conj = jax.scipy.linalg.cho_solve(factor, b_conj)
-
-    def pinv_solve(_):
-        w, v = jnp.linalg.eigh(a_conj)
-        cutoff = jnp.finfo(a.dtype).eps * a.shape[0] * jnp.max(jnp.abs(w))
-        w_inv = jnp.where(jnp.abs(w) > cutoff, 1.0 / jnp.where(w == 0, 1.0, w), 0.0)
-        return v @ (w_inv * (v.conj().T @ b_conj))
-
-    ok = jnp.all(jnp.isfinite(x_conj))
-    return jnp.conj(jax.lax.cond(ok, lambda _: x_conj, pinv_solve, None))
-
-
-def solve_cg(
-    matvec: Callable[[jax.Array], jax.Array],
-    g: jax.Array,
-    shift,
-    *,
-    tol: float = 1e-8,
-    maxiter: int | None = None,
-    x0: jax.Array | None = None,
-) -> tuple[jax.Array, jax.Array]:
-    """Conjugate gradient for (S + shift) x = g with S given as a closure.
-
-    Args:
-        matvec: v (P,) -> S v (P,), S symmetric positive semi-definite.
-        g: (P,) float64 right-hand side.
-        shift: absolute diagonal shift.
-        tol: relative residual tolerance.
-        maxiter: iteration cap (None: jax's default, 10 P).
-        x0: optional initial guess.
-    Returns:
-        (x (P,), relative residual ||(S + shift) x − g|| / ||g||).
-    """
-
-    def op(v):
-        return matvec(v) + shift * v
-
-    x, _ = jax.scipy.sparse.linalg.cg(op, g, x0=x0, tol=tol, maxiter=maxiter)
-    res = jnp.linalg.norm(op(x) - g) / jnp.maximum(jnp.linalg.norm(g), 1e-300)
-    return x, res
-
-
-# ----------------------------------------------------------------------------
-# Real formulation of a parameter pytree
+# Real formulation of a parameter pytree (the solvers are in nqs.sr_solvers)
 
 
 def params_to_real(params) -> tuple[jax.Array, Callable[[jax.Array], Any]]:
@@ -369,7 +285,7 @@ def natural_gradient(
     shift = sr.shift(step) * shift_multiplier
     if solver == "minsr" and gram is not None:
         holomorphic = gram == "holomorphic"
-        x, g_norm = _gram_solve(model, params, sigma, residual, shift, holomorphic)
+        x, g_norm = gram_solve(model, params, sigma, residual, shift, holomorphic)
         return x, {"diag_shift": shift, "grad_norm": g_norm}
 
     eps = _real_residual(residual, is_cplx)
@@ -392,7 +308,9 @@ def natural_gradient(
         else:
             x = jax.lax.cond(
                 _is_holomorphic(X, split),
-                lambda _: _holomorphic_solve(X, eps, split, solver, shift, sr),
+                lambda _: holomorphic_solve(
+                    X, eps, split, solver, shift, sr.diag_scale
+                ),
                 real_solve,
                 None,
             )
@@ -461,59 +379,6 @@ def _is_holomorphic(X: jax.Array, split) -> jax.Array:
         jnp.max(jnp.abs(oy[:n] + ox[n:])), jnp.max(jnp.abs(oy[n:] - ox[:n]))
     )
     return dev <= tol
-
-
-def _holomorphic_solve(X, eps, split, solver, shift, sr) -> jax.Array:
-    """The real system solved as the equivalent complex one, (S_c + D) δ = 2F.
-
-    For a holomorphic ansatz the real-formulation S has the block form
-    [[Re S_c, −Im S_c], [Im S_c, Re S_c]], i.e. it is S_c = <ΔO†ΔO> acting on
-    δx + iδy; the complex system has half the size (about half the cost).
-    """
-    n = X.shape[0] // 2
-    oc = jax.lax.complex(X[:n, split[0]], X[n:, split[0]])  # ΔO / √n, (n, P_c)
-    ec = jax.lax.complex(eps[:n], eps[n:])
-    if solver == "dense":
-        d = solve_dense(oc, 2.0 * oc.conj().T @ ec, shift, sr.diag_scale)
-    else:
-        d = solve_minsr(oc, 2.0 * ec, shift, sr.diag_scale)
-    x = jnp.zeros(X.shape[1], dtype=X.dtype)
-    return x.at[split[0]].set(d.real).at[split[1]].set(d.imag)
-
-
-def _gram_solve(model, params, sigma, residual, shift, holomorphic: bool):
-    """minSR through the model's Gram matrix: x = Xᵀ (X Xᵀ + shift)⁻¹ 2e.
-
-    X = ΔO / √n in the model's own parameters (real, or complex for a holomorphic
-    model, where this is the half-size complex system of :func:`_holomorphic_solve`),
-    so X Xᵀ = H G H / n with G the Gram matrix and H the centring projector, and
-    Xᵀ c = (1/√n) Σ_a O_a* (c_a − mean c) is one vector-Jacobian product of log ψ
-    (conjugated around it in the holomorphic case).
-
-    Returns:
-        (x pytree like params, () norm of the right-hand side G = 2 Xᵀ e).
-    """
-    n = sigma.shape[0]
-    gram = model.log_derivative_gram(params, sigma)
-    gram = gram - jnp.mean(gram, axis=0, keepdims=True)
-    gram = gram - jnp.mean(gram, axis=1, keepdims=True)
-    kernel = gram / n + shift * jnp.eye(n, dtype=gram.dtype)
-    r = residual.reshape(-1)
-    e = (r - jnp.mean(r)) / jnp.sqrt(n)
-    e = e if holomorphic else jnp.real(e)
-    y = _psd_solve(kernel, 2.0 * e)
-    _, vjp = jax.vjp(lambda p: jnp.asarray(model.apply(p, sigma)), params)
-
-    def xt(c):  # Xᵀ c
-        c = (c - jnp.mean(c)) / jnp.sqrt(n)
-        if holomorphic:
-            return jax.tree_util.tree_map(jnp.conj, vjp(jnp.conj(c))[0])
-        return vjp(c.astype(gram.dtype))[0]
-
-    both = jax.vmap(xt)(jnp.stack([y, 2.0 * e]))
-    x = jax.tree_util.tree_map(lambda a: a[0], both)
-    g_sq = sum(jnp.sum(jnp.abs(a[1]) ** 2) for a in jax.tree_util.tree_leaves(both))
-    return x, jnp.sqrt(g_sq)
 
 
 def _jacobian_closures(model, params, sigma, is_cplx):
