@@ -1,18 +1,12 @@
 """Exact diagonalisation and dynamics in the full (constrained) basis.
 
-``sparse_matrix`` builds the CSR matrix of a ``LocalOperator`` in jitted chunks of basis
-states: each connection's basis index comes from block ranking tables (the sites are
-split into a few blocks of at most 2^12 local configurations; the index is a sum of one
-table entry per block), so no connected configuration is ever materialised.
+Matrices come from ``nqs.operator.sparse_matrix`` (``LocalOperator.to_sparse``).
 ``ground_state`` uses deflated two-pass Lanczos iterations for a few low states (no
 threaded BLAS calls, which stall on busy machines), scipy's ``eigsh`` for many states
 and dense ``eigh`` for tiny spaces.
 """
 
 from __future__ import annotations
-
-import functools
-from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -21,188 +15,21 @@ import scipy.linalg
 import scipy.sparse
 import scipy.sparse.linalg
 
-from nqs.operator import LocalOperator, connections
+from nqs.operator import LocalOperator, sparse_matrix
 
 DEFAULT_MAX_STATES = 40_000_000
 _DENSE_LIMIT = 200  # spaces smaller than this are diagonalised densely
 _LANCZOS_MAX_K = 8  # more states use scipy's eigsh
-_BLOCK_BITS = 12  # at most 2^12 local configurations per ranking block
-_INT64_CAP = 2**62
 
-
-class _Ranker(NamedTuple):
-    """Block ranking tables of a Hilbert space (see ``_ranker``)."""
-
-    bounds: tuple[tuple[int, int], ...]  # (start, stop) sites of each block
-    weights: np.ndarray  # (n_sites,) int32: d^(stop - 1 - i) inside the block of i
-    block_of: np.ndarray  # (n_sites,) int32 block of each site
-    tables: tuple[np.ndarray, ...]  # per block (R + 1, D_p) int64, or (1, D_p)
-    digit_sums: tuple[np.ndarray, ...]  # per block (D_p,) int32
-    total: int | None  # required sum of local indices
-
-
-def _index_sum(hilbert) -> int | None:
-    if hilbert.constraint_sum is None:
-        return None
-    values = hilbert.local_values
-    step = values[1] - values[0]
-    return (hilbert.constraint_sum - values[0] * hilbert.n_sites) // step
-
-
-def _ranker(hilbert) -> _Ranker:
-    """Tables giving the basis index as a sum of one lookup per block of sites.
-
-    With the required index sum R, the index of a state is ``sum_p T_p[r_p, u_p]``
-    where ``u_p`` is the key (local indices as base-d digits) of block p, ``r_p`` the
-    index sum left before block p, and ``T_p[r, u]`` the number of basis completions
-    of all blocks after p over block keys smaller than ``u``.
-    """
-    n, d, total = hilbert.n_sites, hilbert.local_size, _index_sum(hilbert)
-    size = max(1, int(_BLOCK_BITS // np.log2(d)))
-    n_blocks = -(-n // size)
-    cuts = np.linspace(0, n, n_blocks + 1).round().astype(int)
-    bounds = tuple((int(a), int(b)) for a, b in zip(cuts[:-1], cuts[1:], strict=True))
-    weights = np.zeros(n, dtype=np.int32)
-    block_of = np.zeros(n, dtype=np.int32)
-    r_max = 0 if total is None else total
-    counts = np.zeros((n + 1, r_max + 1), dtype=object)  # strings of m digits, sum r
-    counts[0, 0] = 1
-    for m in range(1, n + 1):
-        for j in range(d):
-            counts[m, j:] += counts[m - 1, : r_max + 1 - j]
-    counts = np.minimum(counts, _INT64_CAP).astype(np.int64)
-    tables, digit_sums = [], []
-    for p, (a, b) in enumerate(bounds):
-        weights[a:b] = d ** np.arange(b - a - 1, -1, -1)
-        block_of[a:b] = p
-        keys = np.arange(d ** (b - a))
-        digits = (keys[:, None] // weights[None, a:b]) % d
-        dsum = digits.sum(axis=1).astype(np.int32)
-        if total is None:
-            table = (keys * d ** (n - b))[None, :].astype(np.int64)
-        else:
-            rest = np.arange(r_max + 1)[:, None] - dsum[None, :]
-            completions = np.where(rest >= 0, counts[n - b][np.clip(rest, 0, r_max)], 0)
-            table = np.cumsum(completions, axis=1) - completions
-        tables.append(table)
-        digit_sums.append(dsum)
-    return _Ranker(bounds, weights, block_of, tuple(tables), tuple(digit_sums), total)
-
-
-def _rank(ranker: _Ranker, keys) -> jax.Array:
-    """Basis index from block keys (list of int32 arrays), -1 if not in the basis."""
-    rank = jnp.zeros(keys[0].shape, dtype=jnp.int64)
-    remaining = None if ranker.total is None else jnp.full(keys[0].shape, ranker.total)
-    for key, table, dsum in zip(keys, ranker.tables, ranker.digit_sums, strict=True):
-        if remaining is None:
-            rank = rank + jnp.take(table[0], key, mode="clip")
-            continue
-        row = jnp.clip(remaining, 0, table.shape[0] - 1)
-        rank = rank + jnp.take(table.ravel(), row * table.shape[1] + key, mode="clip")
-        remaining = remaining - jnp.take(dsum, key, mode="clip")
-    return rank if remaining is None else jnp.where(remaining == 0, rank, -1)
-
-
-@functools.partial(jax.jit, static_argnums=0)
-def _sparse_rows(op: LocalOperator, states: jax.Array, start: jax.Array):
-    """Columns and elements of the rows ``start + arange(C)`` given their states.
-
-    Returns:
-        cols: (C, n_conn) int32, -1 for dropped slots (zero element or outside the
-        basis). mels: (C, n_conn) matrix elements.
-    """
-    ranker = _ranker(op.hilbert)
-    idx = op.hilbert.values_to_indices(states)  # (C, N) int32
-    keys = [
-        jnp.sum(idx[:, a:b] * ranker.weights[a:b], axis=-1) for a, b in ranker.bounds
-    ]
-    diag, conns = connections(op, idx)
-    n_rows = states.shape[0]
-    cols = [(start + jnp.arange(n_rows))[:, None]]
-    mels = [diag[:, None]]
-    for g, (old, new, mel) in zip(op._groups, conns, strict=True):
-        if new.shape[2] == 0:
-            continue
-        delta = new - old[:, :, None, :]  # (C, T, m, k)
-        block = ranker.block_of[g.sites]  # (T, k)
-        weight = ranker.weights[g.sites]
-        new_keys = [
-            key[:, None, None]
-            + jnp.sum(delta * np.where(block == p, weight, 0)[None, :, None, :], -1)
-            for p, key in enumerate(keys)
-        ]
-        cols.append(_rank(ranker, new_keys).reshape(n_rows, -1))
-        mels.append(mel.reshape(n_rows, -1))
-    cols = jnp.concatenate(cols, axis=1)
-    mels = jnp.concatenate(mels, axis=1)
-    return jnp.where((cols < 0) | (mels == 0), -1, cols).astype(jnp.int32), mels
-
-
-def _may_repeat(op: LocalOperator) -> bool:
-    """Whether two terms can connect a state to the same state (duplicate entries).
-
-    Two terms produce the same connected state only if some transition of each
-    changes exactly the same set of sites.
-    """
-    d, seen = op.hilbert.local_size, set()
-    for sites, matrix in op.terms:
-        k = len(sites)
-        powers = d ** np.arange(k - 1, -1, -1)
-        rows, cols = np.nonzero(matrix)
-        off = rows != cols
-        changed = (rows[off, None] // powers) % d != (cols[off, None] // powers) % d
-        patterns = {tuple(np.array(sites)[c]) for c in changed}
-        if seen & patterns:
-            return True
-        seen |= patterns
-    return False
-
-
-def sparse_matrix(op: LocalOperator, chunk_size: int | None = None):
-    """CSR matrix ``H[i, j] = <i|op|j>`` in the basis of ``hilbert.all_states()``.
-
-    Args:
-        op: the operator.
-        chunk_size: basis states per jitted chunk (default ~2^22 / n_conn).
-    Returns:
-        (n_states, n_states) ``scipy.sparse.csr_matrix`` with int32 indices and
-        ``op.dtype`` data; duplicates summed, zeros dropped.
-    Raises:
-        ValueError: if the number of entries cannot be indexed with int32.
-    """
-    n_states, n_conn = op.hilbert.n_states, op.n_conn
-    if n_states * n_conn >= 2**31:
-        raise ValueError(
-            f"{n_states} states x {n_conn} connections exceed int32 sparse indexing"
-        )
-    if chunk_size is None:
-        chunk_size = max(1024, (1 << 22) // n_conn)
-    chunk_size = int(min(chunk_size, n_states))
-    states = op.hilbert.all_states()
-    data, indices, counts = [], [], []
-    for start in range(0, n_states, chunk_size):
-        chunk = states[start : start + chunk_size]
-        n_valid = chunk.shape[0]
-        if n_valid < chunk_size:  # pad to one compiled shape
-            pad = np.broadcast_to(chunk[:1], (chunk_size - n_valid, chunk.shape[1]))
-            chunk = np.concatenate([chunk, pad])
-        cols, mels = _sparse_rows(op, jnp.asarray(chunk), start)
-        cols, mels = np.asarray(cols)[:n_valid], np.asarray(mels)[:n_valid]
-        keep = cols >= 0
-        data.append(mels[keep])
-        indices.append(cols[keep])
-        counts.append(keep.sum(axis=1, dtype=np.int32))
-    del states
-    indptr = np.zeros(n_states + 1, dtype=np.int32)
-    np.cumsum(np.concatenate(counts), out=indptr[1:])
-    matrix = scipy.sparse.csr_matrix(
-        (np.concatenate(data), np.concatenate(indices), indptr),
-        shape=(n_states, n_states),
-    )
-    if _may_repeat(op):
-        matrix.sum_duplicates()
-        matrix.eliminate_zeros()
-    return matrix
+__all__ = [
+    "DEFAULT_MAX_STATES",
+    "check_size",
+    "estimate_memory",
+    "evolve",
+    "expectation",
+    "ground_state",
+    "sparse_matrix",
+]
 
 
 # -- sizes -----------------------------------------------------------------------------
@@ -244,7 +71,7 @@ def check_size(op: LocalOperator, max_states: int | None = DEFAULT_MAX_STATES) -
 
 def _as_matrix(op):
     """Sparse matrix of a LocalOperator; sparse or dense matrices pass through."""
-    return op.to_sparse() if isinstance(op, LocalOperator) else op
+    return sparse_matrix(op) if isinstance(op, LocalOperator) else op
 
 
 # -- ground state ----------------------------------------------------------------------

@@ -1,16 +1,12 @@
-"""Discrete operators as sums of k-local terms, with one JAX kernel for connections.
+"""``LocalOperator``: sums of k-local terms, their algebra, and the common operators.
 
 A ``LocalOperator`` is ``constant + sum_t O_t`` where each term ``O_t`` acts on a tuple
 of sites with a dense ``(d^k, d^k)`` matrix in the local-index basis of those sites
 (local index 0 is the smallest local value; the first site is the most significant
 digit). Terms are normalised on construction: sites sorted, terms on the same site set
 summed, terms on a subset of another term's sites folded into it (never more
-connections), tiny entries and zero terms dropped.
-
-``get_conn`` maps configurations to the configurations connected by the operator and
-the matrix elements ``<sigma|O|sigma'>``; slot 0 is the diagonal, then the off-diagonal
-slots of the terms grouped by (arity k, max off-diagonal entries per row m), so that
-``n_conn = 1 + sum_t m_t``.
+connections), tiny entries and zero terms dropped. The compiled tables and the kernels
+reading them (connections, sparse matrix) are in ``nqs.operator.tables``.
 """
 
 from __future__ import annotations
@@ -18,23 +14,15 @@ from __future__ import annotations
 import dataclasses
 import functools
 import numbers
-from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 import scipy.sparse
 
+from nqs.operator.tables import TermGroup, connections, group_terms, sparse_matrix
+
 _REL_TOL = 1e-14  # entries below this times the largest entry count as zero
-
-
-class _Group(NamedTuple):
-    """Compiled tables of the T terms with arity k and m off-diagonal slots."""
-
-    sites: np.ndarray  # (T, k) int32
-    diag: np.ndarray  # (T, d^k) float64 | complex128, diagonal entries
-    new_idx: np.ndarray  # (T, d^k, m) int32 connected local composite index
-    mels: np.ndarray  # (T, d^k, m) off-diagonal entries, 0 in padding slots
 
 
 def _is_scalar(x) -> bool:
@@ -60,13 +48,6 @@ def _embed(sites, matrix: np.ndarray, target, d: int) -> np.ndarray:
     tensor = full.reshape((d,) * (2 * big_k))
     tensor = tensor.transpose(perm + [big_k + p for p in perm])
     return tensor.reshape(d**big_k, d**big_k)
-
-
-def _n_offdiag(matrix: np.ndarray) -> int:
-    """Maximum number of non-zero off-diagonal entries in a row."""
-    off = matrix != 0
-    np.fill_diagonal(off, False)
-    return int(off.sum(axis=1).max(initial=0))
 
 
 def _clean(matrix: np.ndarray, atol: float) -> np.ndarray:
@@ -240,36 +221,14 @@ class LocalOperator:
 
     # -- compiled tables ---------------------------------------------------------------
     @functools.cached_property
-    def _groups(self) -> tuple[_Group, ...]:
-        d, dtype = self.hilbert.local_size, self.dtype
-        buckets: dict[tuple[int, int], list] = {}
-        for sites, matrix in self.terms:
-            buckets.setdefault((len(sites), _n_offdiag(matrix)), []).append(
-                (sites, matrix)
-            )
-        groups = []
-        for (k, m), items in sorted(buckets.items()):
-            size = d**k
-            sites = np.array([s for s, _ in items], dtype=np.int32).reshape(-1, k)
-            diag = np.stack([np.diagonal(mat) for _, mat in items]).astype(dtype)
-            new_idx = np.broadcast_to(
-                np.arange(size, dtype=np.int32)[None, :, None], (len(items), size, m)
-            ).copy()
-            mels = np.zeros((len(items), size, m), dtype=dtype)
-            for t, (_, mat) in enumerate(items):
-                off = mat.copy()
-                np.fill_diagonal(off, 0)
-                for row in range(size):
-                    cols = np.flatnonzero(off[row])
-                    new_idx[t, row, : cols.size] = cols
-                    mels[t, row, : cols.size] = off[row, cols]
-            groups.append(_Group(sites, diag, new_idx, mels))
-        return tuple(groups)
+    def groups(self) -> tuple[TermGroup, ...]:
+        """Compiled tables of the terms (see ``nqs.operator.tables.group_terms``)."""
+        return group_terms(self.terms, self.hilbert.local_size, self.dtype)
 
     @property
     def n_conn(self) -> int:
         """Number of connection slots per configuration (diagonal included)."""
-        return 1 + sum(g.sites.shape[0] * g.new_idx.shape[2] for g in self._groups)
+        return 1 + sum(g.sites.shape[0] * g.new_idx.shape[2] for g in self.groups)
 
     # -- connections -------------------------------------------------------------------
     def get_conn(self, sigma) -> tuple[jax.Array, jax.Array]:
@@ -290,7 +249,7 @@ class LocalOperator:
         n_batch = flat.shape[0]
         diag, conns = connections(self, hilbert.values_to_indices(flat))
         sigma_p, mels = [flat[:, None, :]], [diag[:, None]]
-        for g, (_, new, mel) in zip(self._groups, conns, strict=True):
+        for g, (_, new, mel) in zip(self.groups, conns, strict=True):
             n_terms, k = g.sites.shape
             m = new.shape[2]
             if m == 0:
@@ -315,51 +274,17 @@ class LocalOperator:
     def to_sparse(self) -> scipy.sparse.csr_matrix:
         """Sparse matrix in the basis of ``hilbert.all_states()``.
 
-        Built by ``nqs.exact.sparse_matrix`` in jitted chunks of basis states.
+        Built by ``nqs.operator.tables.sparse_matrix`` in jitted chunks of basis
+        states.
 
         Returns:
             (n_states, n_states) CSR matrix, int32 indices, ``self.dtype`` data.
         """
-        from nqs.exact import sparse_matrix  # exact.py builds on this module
-
         return sparse_matrix(self)
 
     def to_dense(self) -> np.ndarray:
         """Dense (n_states, n_states) matrix in the basis of ``all_states()``."""
         return self.to_sparse().toarray()
-
-
-def connections(op: LocalOperator, idx: jax.Array):
-    """Diagonal elements and, per term group, the off-diagonal local transitions.
-
-    Args:
-        op: the operator.
-        idx: (B, n_sites) int32 local indices of the configurations.
-    Returns:
-        diag: (B,) ``op.dtype`` diagonal elements (constant included).
-        conns: one (old, new, mels) per group of ``op._groups``: old (B, T, k) int32
-            local indices of the term's sites, new (B, T, m, k) int32 local indices
-            after each off-diagonal transition (equal to old in padding slots), mels
-            (B, T, m) matrix elements (0 in padding slots).
-    """
-    d = op.hilbert.local_size
-    diag = jnp.full(idx.shape[:1], op.constant, dtype=op.dtype)
-    conns = []
-    for g in op._groups:
-        n_terms, k = g.sites.shape
-        size, m = g.diag.shape[1], g.new_idx.shape[2]
-        powers = np.asarray(d ** np.arange(k - 1, -1, -1), dtype=np.int32)
-        old = idx[:, g.sites]  # (B, T, k)
-        row = jnp.sum(old * powers, axis=-1) + np.arange(n_terms, dtype=np.int32) * size
-        diag = diag + jnp.sum(jnp.take(g.diag.ravel(), row, mode="clip"), axis=-1)
-        if m == 0:
-            empty = jnp.zeros(old.shape[:2] + (0,), dtype=op.dtype)
-            conns.append((old, jnp.zeros(old.shape[:2] + (0, k), jnp.int32), empty))
-            continue
-        new = jnp.take(g.new_idx.reshape(-1, m), row, axis=0, mode="clip")
-        mel = jnp.take(g.mels.reshape(-1, m), row, axis=0, mode="clip")
-        conns.append((old, (new[..., None] // powers) % d, mel))
-    return diag, conns
 
 
 # -- constructors ----------------------------------------------------------------------
