@@ -60,6 +60,9 @@ def canonical_terms(terms, constant, d: int, perm=None) -> dict:
         constant: the multiple of the identity.
         d: local dimension.
         perm: optional (N,) site map applied to every term's sites first.
+    Returns:
+        Parts keyed by sorted site tuples (``()`` holds the constant), with the
+        tensor factors in the order of the sorted sites.
     """
     parts: dict[tuple[int, ...], np.ndarray] = {(): np.array([[complex(constant)]])}
     for sites, matrix in terms:
@@ -81,6 +84,15 @@ def canonical_terms(terms, constant, d: int, perm=None) -> dict:
     return parts
 
 
+def _moved(parts: dict, perm: np.ndarray, d: int) -> dict:
+    """Canonical form of U(g) op U(g)†: every part moved to its image sites."""
+    out = {}
+    for sites, matrix in parts.items():
+        key, tensor = _sorted_term([int(perm[s]) for s in sites], matrix, d)
+        out[key] = tensor.reshape(matrix.shape)
+    return out
+
+
 def symmetry_violations(op, perms, atol: float = 1e-10) -> tuple[int, ...]:
     """Indices g for which U(g) op U(g)† ≠ op.
 
@@ -95,15 +107,14 @@ def symmetry_violations(op, perms, atol: float = 1e-10) -> tuple[int, ...]:
     d = op.hilbert.local_size
     ref = canonical_terms(op.terms, op.constant, d)
     scale = max([1.0] + [float(np.abs(m).max()) for m in ref.values()])
+    ref = {k: m for k, m in ref.items() if np.abs(m).max() > atol * scale}
     bad = []
     for g, perm in enumerate(np.asarray(perms)):
-        moved = canonical_terms(op.terms, op.constant, d, perm)
-        zero = np.zeros((1, 1))
-        for key in ref.keys() | moved.keys():
-            diff = ref.get(key, zero) - moved.get(key, zero)
-            if np.abs(diff).max() > atol * scale:
-                bad.append(g)
-                break
+        moved = _moved(ref, perm, d)
+        if moved.keys() != ref.keys() or any(
+            np.abs(moved[k] - ref[k]).max() > atol * scale for k in ref
+        ):
+            bad.append(g)
     return tuple(bad)
 
 
