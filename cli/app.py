@@ -357,12 +357,27 @@ BLAS_THREAD_VARIABLES = ("OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "OMP_NUM_THR
 
 
 def main() -> None:
-    """Console entry point: single-threaded BLAS, 64-bit JAX, then the Typer app."""
+    """Console entry point: BLAS threads, 64-bit JAX, the compilation cache, the app.
+
+    The persistent compilation cache lives in ``$NQS_CACHE_DIR`` (default
+    ``$XDG_CACHE_HOME/nqs/jax``, else ``~/.cache/nqs/jax``); ``NQS_NO_CACHE=1`` turns
+    it off.
+    """
     import os
 
     for variable in BLAS_THREAD_VARIABLES:
         os.environ.setdefault(variable, "1")
     import jax
 
+    from nqs import compile_cache
+
     jax.config.update("jax_enable_x64", True)
+    cache_dir = None
+    if os.environ.get("NQS_NO_CACHE", "").strip() in ("", "0"):
+        xdg = os.environ.get("XDG_CACHE_HOME")
+        default = compile_cache.default_directory(
+            Path(xdg) if xdg else None, Path.home()
+        )
+        cache_dir = Path(os.environ.get("NQS_CACHE_DIR") or default)
+    compile_cache.enable(cache_dir)
     app()

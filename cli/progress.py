@@ -125,7 +125,11 @@ class Reporter:
 
 
 def final_line(summary, result) -> str:
-    """One line: status, steps, final energy ± error, per site, exact, timing."""
+    """One line: status, steps, final energy ± error, per site, exact, timing.
+
+    The timing is the first step (compile, or load from the compilation cache, plus
+    one step) and the median time per step.
+    """
     s = summary
     parts = [
         f"{s.name}: {result.status} at step {result.n_steps}",
@@ -139,6 +143,8 @@ def final_line(summary, result) -> str:
             f"{_num(s.relative_error, '.2g')}"
         )
     parts.append(f"V-score {_num(s.v_score, '.2g')}")
+    if result.compile_time is not None:
+        parts.append(f"first step {_num(result.compile_time, '.3g')} s (compile)")
     parts.append(f"{_num(s.time_per_step, '.3g')} s/step")
     if result.n_rejected or result.n_collapsed:
         parts.append(

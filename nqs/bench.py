@@ -1,8 +1,9 @@
 """Timing of the standard workloads (the library side of ``nqs bench``).
 
 A workload is a shipped config (``configs/<name>.toml``). Its VMC step is built and
-called once (compile time: trace + compile + first step), then ``n_steps`` more times,
-each waited for with ``block_until_ready``; the reported time per step is the median.
+called once (compile time: trace + compile, or load from the persistent compilation
+cache, + first step), then ``n_steps`` more times, each waited for with
+``block_until_ready``; the reported time per step is the median.
 """
 
 from __future__ import annotations
@@ -87,7 +88,7 @@ def bench_config(
 
 
 def machine() -> dict[str, Any]:
-    """Machine, Python, package versions and JAX devices."""
+    """Machine, Python, package versions, JAX devices and the compilation cache."""
     versions = {}
     for pkg in ("nqs", "jax", "jaxlib", "flax", "optax", "numpy", "scipy", "h5py"):
         try:
@@ -102,4 +103,9 @@ def machine() -> dict[str, Any]:
         "versions": versions,
         "devices": [str(d) for d in jax.devices()],
         "x64": bool(jax.config.jax_enable_x64),
+        "compilation_cache": (
+            jax.config.jax_compilation_cache_dir
+            if jax.config.jax_enable_compilation_cache
+            else None
+        ),
     }

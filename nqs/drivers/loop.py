@@ -67,6 +67,9 @@ class RunResult:
         wall_time: seconds spent in this call.
         n_rejected: rejected steps in total.
         n_collapsed: logged steps flagged as collapsed in this call.
+        compile_time: seconds of this call's first step (tracing, compiling or
+            loading the step from the compilation cache, and running it once);
+            None if no step was run.
     """
 
     state: VMCState
@@ -77,6 +80,7 @@ class RunResult:
     wall_time: float
     n_rejected: int
     n_collapsed: int
+    compile_time: float | None = None
 
 
 def compute_exact_energy(
@@ -192,7 +196,7 @@ def run(
         progress: called with dicts: ``{"event": "start", "step", "n_steps",
             "memory", "exact_energy"}``, then per step the log row plus
             ``"event": "step"``, ``"time_per_step"`` (s), ``"n_steps"``, and finally
-            ``{"event": "end", "status", ...}``.
+            ``{"event": "end", "status", "compile_time", ...}``.
         exact_energy: known exact energy (skips the diagonalisation).
         early_stop: optional convergence criterion.
         log_attrs: extra root attributes of a new log.
@@ -234,6 +238,7 @@ def run(
     start = time.perf_counter()
     energies: list[float] = []
     status, n_collapsed = "completed", 0
+    compile_time = None
     step = int(state.step)
     try:
         while step < n_steps:
@@ -243,6 +248,8 @@ def run(
             row["wall_time"] = offset + time.perf_counter() - start
             writer.append(row)
             step = int(state.step)
+            if compile_time is None:
+                compile_time = time.perf_counter() - t
             n_collapsed += bool(row["collapsed"])
             if not row["rejected"]:
                 energies.append(row["energy/mean"])
@@ -283,6 +290,7 @@ def run(
         wall_time=time.perf_counter() - start,
         n_rejected=int(state.n_rejected),
         n_collapsed=n_collapsed,
+        compile_time=compile_time,
     )
     report(
         {
@@ -292,6 +300,7 @@ def run(
             "n_steps": n_steps,
             "n_rejected": result.n_rejected,
             "n_collapsed": n_collapsed,
+            "compile_time": compile_time,
         }
     )
     return result
