@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import shutil
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from importlib import metadata
 from pathlib import Path
 from typing import Annotated
@@ -111,10 +112,9 @@ def check(ctx: typer.Context, config: ConfigArg, set_: SetOption = None) -> None
 
     with _errors(ctx):
         cfg = _load(config, set_)
-        objs = build.objects(cfg)
+        objs, memory = build.validate(cfg)
         hil = objs.hilbert
         n_params = build.n_parameters(objs.model, hil)
-        memory = build.memory_per_step(cfg, objs)
         typer.echo(config_mod.resolved_toml(cfg), nl=False)
         typer.echo(f"\n# sites: {hil.n_sites}")
         typer.echo(f"# Hilbert-space dimension: {hil.n_states}")
@@ -153,16 +153,23 @@ def exact(
         typer.echo(f"time     = {res['wall_time']:.3g} s")
 
 
-def _prepare_run_dir(run_dir: Path, resume: bool, force: bool) -> None:
-    """Refuse to clobber: an existing non-empty directory needs --resume or --force."""
+def _prepare_run_dir(run_dir: Path, resume: bool, force: bool) -> bool:
+    """Refuse to clobber: an existing non-empty directory needs --resume or --force.
+
+    Nothing is deleted here. Returns whether an old run is to be replaced (--force
+    on an existing run directory; see ``_replacing``).
+    """
+    from nqs.drivers import loop
+
     exists = run_dir.exists() and (not run_dir.is_dir() or any(run_dir.iterdir()))
-    is_run = (run_dir / "log.h5").is_file()
+    is_run = (run_dir / loop.LOG_FILE).is_file()
     if resume:
         if not is_run:
             raise InputError(str(run_dir), "nothing to resume (no log.h5 there)")
-        return
+        loop.check_resumable(run_dir)
+        return False
     if not exists:
-        return
+        return False
     if not force:
         raise InputError(
             str(run_dir),
@@ -173,7 +180,37 @@ def _prepare_run_dir(run_dir: Path, resume: bool, force: bool) -> None:
         raise InputError(
             str(run_dir), "exists and is not an nqs run directory; not deleting it"
         )
-    shutil.rmtree(run_dir)
+    return True
+
+
+@contextlib.contextmanager
+def _replacing(run_dir: Path, replace: bool) -> Iterator[Callable[[dict], None]]:
+    """Replace the old run in ``run_dir`` only once the new one has taken a step.
+
+    The old directory is moved aside (a hidden sibling) when the new run starts,
+    deleted after the new run's first step, and moved back if the new run fails
+    before that. Yields the progress hook that notices the first step.
+    """
+    if not replace:
+        yield lambda record: None
+        return
+    backup = run_dir.with_name(f".{run_dir.name}.replaced-{os.getpid()}")
+    run_dir.rename(backup)
+    pending = [backup]
+
+    def on_progress(record: dict) -> None:
+        if record.get("event") == "step" and pending:
+            shutil.rmtree(pending.pop(), ignore_errors=True)
+
+    try:
+        yield on_progress
+    except BaseException:
+        if pending:
+            shutil.rmtree(run_dir, ignore_errors=True)
+            pending.pop().rename(run_dir)
+        raise
+    if pending:
+        shutil.rmtree(pending.pop(), ignore_errors=True)
 
 
 def _check_resume_config(run_dir: Path, cfg) -> None:
@@ -182,6 +219,8 @@ def _check_resume_config(run_dir: Path, cfg) -> None:
     from nqs import config as config_mod
 
     stored = analysis.load_run(run_dir).attrs.get("config", "")
+    if not isinstance(stored, str):
+        return
     try:
         old = config_mod.to_dict(config_mod.loads(stored))
     except InputError:
@@ -200,6 +239,14 @@ def _check_resume_config(run_dir: Path, cfg) -> None:
                     )
         elif a != b:
             raise InputError(section, "differs from the run being resumed")
+
+
+def _check_checkpoint(run_dir: Path, prep) -> None:
+    """The checkpoint of a run to resume loads into the new run's state."""
+    from nqs import checkpoint
+    from nqs.drivers import loop
+
+    checkpoint.load(run_dir / loop.CHECKPOINT_FILE, prep.state)
 
 
 RunsArg = Annotated[
@@ -256,11 +303,17 @@ def plot(
         data = [analysis.load_run(r) for r in runs]
         if out is None:
             out = data[0].path.parent / f"{quantity.replace('/', '_')}.png"
+        if out.is_dir():
+            raise InputError(str(out), "is a directory; expected a .png file name")
         if out.suffix.lower() != ".png":
             raise InputError(str(out), "expected a .png file name")
         if not out.parent.is_dir():
             raise InputError(str(out), "directory does not exist")
-        typer.echo(str(plot_mod.plot_runs(data, out, quantity)))
+        try:
+            written = plot_mod.plot_runs(data, out, quantity)
+        except OSError as err:
+            raise InputError(str(out), f"cannot write it ({err.strerror})") from err
+        typer.echo(str(written))
 
 
 @app.command()
@@ -296,14 +349,21 @@ def run(
             raise InputError("--force", "cannot be combined with --resume")
         cfg = _load(config, set_)
         run_dir = out if out is not None else Path("runs") / cfg.name
-        prep = build.prepare(cfg)
-        _prepare_run_dir(run_dir, resume, force)
+        prep = build.prepare(cfg)  # built and checked: nothing written before this
+        replace = _prepare_run_dir(run_dir, resume, force)
         if resume:
             _check_resume_config(run_dir, cfg)
-        with progress_mod.Reporter(prep, run_dir, quiet=quiet) as reporter:
-            result = build.execute(
-                prep, run_dir, resume=resume, progress=reporter.report
-            )
+            _check_checkpoint(run_dir, prep)
+        with (
+            _replacing(run_dir, replace) as on_progress,
+            progress_mod.Reporter(prep, run_dir, quiet=quiet) as reporter,
+        ):
+
+            def report(record: dict) -> None:
+                on_progress(record)
+                reporter.report(record)
+
+            result = build.execute(prep, run_dir, resume=resume, progress=report)
         summary = analysis.summarize(analysis.load_run(run_dir))
         typer.echo(progress_mod.final_line(summary, result))
 

@@ -14,6 +14,7 @@ Works on a log still being written (reads whatever was flushed).
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import math
 from pathlib import Path
@@ -167,8 +168,9 @@ def _settings(cfg: dict[str, Any]) -> dict[str, Any]:
     }
     out = {}
     for section, keys in picks.items():
-        for k in keys:
-            v = cfg.get(section, {}).get(k)
+        table = cfg.get(section)
+        for k in keys if isinstance(table, dict) else ():
+            v = table.get(k)
             if v is not None:
                 out[f"{section}.{k}"] = v
     return out
@@ -283,6 +285,10 @@ def format_summary(s: Summary) -> str:
 def load_run(path: str | Path) -> RunData:
     """Read a run directory (or its ``log.h5``) through ``nqs.log.read_log``.
 
+    The log must have the schema of ``nqs.log``: ``format = "nqs-log"``, a text
+    ``config``, a ``history`` of one-dimensional numeric datasets of equal length
+    and a scalar ``exact/energy`` if any.
+
     Raises:
         InputError: missing path, or a file that is not an nqs log (key = the path).
     """
@@ -298,20 +304,48 @@ def load_run(path: str | Path) -> RunData:
         raise InputError(str(file), "not an nqs log") from err
     except OSError as err:
         raise InputError(str(file), f"not a readable HDF5 log ({err})") from err
-    history = {k: np.asarray(v) for k, v in data["history"].items()}
-    exact = data.get("exact", {}).get("energy")
-    attrs = data["attrs"]
-    name = None
-    try:
-        import tomllib
+    except Exception as err:  # h5py on odd objects: KeyError, TypeError, ...
+        raise InputError(
+            str(file), f"not an nqs log ({type(err).__name__}: {err})"
+        ) from err
+    import tomllib
 
+    attrs, history, exact = _checked_log(file, data)
+    name = None
+    with contextlib.suppress(tomllib.TOMLDecodeError):
         name = tomllib.loads(attrs.get("config", "")).get("name")
-    except tomllib.TOMLDecodeError:
-        pass
     return RunData(
         path=file,
-        name=name or file.parent.name,
+        name=name if isinstance(name, str) and name else file.parent.name,
         attrs=attrs,
         history=history,
-        exact_energy=None if exact is None else float(exact),
+        exact_energy=exact,
     )
+
+
+def _checked_log(file: Path, data: dict) -> tuple[dict, dict, float | None]:
+    """(attrs, history, exact energy) of ``read_log`` output, checked against the
+    schema (raises ``InputError(file, "not an nqs log (...)")``)."""
+
+    def refuse(why: str):
+        raise InputError(str(file), f"not an nqs log ({why})")
+
+    attrs = dict(data.get("attrs", {}))
+    if not isinstance(attrs.get("config", ""), str):
+        refuse("its config attribute is not text")
+    history, lengths = {}, set()
+    for key, value in data.get("history", {}).items():
+        arr = np.asarray(value)
+        if arr.ndim != 1 or not np.issubdtype(arr.dtype, np.number):
+            refuse(f"history/{key} is not a numeric series")
+        history[key] = arr
+        lengths.add(arr.size)
+    if len(lengths) > 1:
+        refuse("its history datasets differ in length")
+    exact = data.get("exact", {}).get("energy")
+    if exact is not None:
+        arr = np.asarray(exact)
+        if arr.shape != () or not np.issubdtype(arr.dtype, np.number):
+            refuse("exact/energy is not a number")
+        exact = float(np.real(arr))
+    return attrs, history, exact

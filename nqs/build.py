@@ -24,6 +24,30 @@ from nqs.errors import InputError
 #: Largest Hilbert-space dimension ``exact_result`` diagonalises by default.
 MAX_EXACT_DIMENSION = 40_000_000
 
+#: Largest Hilbert space the exact sampler enumerates (it evaluates the model on
+#: every state at every step): 2^20 states, a 20-site spin-1/2 chain.
+MAX_ENUMERATION = 2**20
+
+#: Most Metropolis proposals one step may make,
+#: n_chains * (n_samples / n_chains + n_discard_per_chain) * sweep_size (~minutes).
+MAX_PROPOSALS_PER_STEP = 10**10
+
+
+@contextlib.contextmanager
+def keyed(prefix: str) -> Iterator[None]:
+    """Errors of a builder given a free table, named by their config key.
+
+    An ``InputError`` whose key is relative to the table becomes ``prefix.key``; any
+    other ``ValueError``/``TypeError`` becomes ``InputError(prefix)``.
+    """
+    try:
+        yield
+    except InputError as err:
+        key = ".".join(k for k in (prefix, err.key) if k)
+        raise InputError(key, err.message) from err
+    except (ValueError, TypeError) as err:
+        raise InputError(prefix, str(err)) from err
+
 
 @contextlib.contextmanager
 def as_input_error(key: str) -> Iterator[None]:
@@ -86,7 +110,7 @@ def model(cfg: Config, hil):
     from nqs import models
 
     m = cfg.model
-    with as_input_error("model"):
+    with keyed("model"):
         try:
             return models.build(m.kind, hil, param_dtype=m.param_dtype, **m.kwargs)
         except (ImportError, AttributeError, OSError) as err:
@@ -140,8 +164,9 @@ def sr(cfg: Config):
     if isinstance(shift, dict):
         from nqs import optimizer as opt_mod
 
-        with as_input_error("preconditioner.diag_shift"):
+        with keyed("preconditioner.diag_shift"):
             schedule = opt_mod.build_schedule(shift)
+            opt_mod.check_schedule(schedule, _n_steps(cfg))
         shift = float(schedule(0))
     with as_input_error("preconditioner"):
         return sr_mod.SR(
@@ -158,10 +183,13 @@ def optimizer(cfg: Config):
     """The optax transformation of ``[optimizer]`` (``nqs.optimizer``)."""
     from nqs import optimizer as opt_mod
 
+    with keyed("optimizer"):
+        return opt_mod.build_optimizer(_optimizer_table(cfg))
+
+
+def _optimizer_table(cfg: Config) -> dict[str, Any]:
     o = cfg.optimizer
-    table = {"kind": o.kind, "learning_rate": o.learning_rate, **o.kwargs}
-    with as_input_error("optimizer"):
-        return opt_mod.build_optimizer(table)
+    return {"kind": o.kind, "learning_rate": o.learning_rate, **o.kwargs}
 
 
 def observables(cfg: Config, hil, lat) -> dict[str, Any]:
@@ -172,7 +200,7 @@ def observables(cfg: Config, hil, lat) -> dict[str, Any]:
 
     out = {}
     for name, table in cfg.observables.items():
-        with as_input_error(f"observables.{name}"):
+        with keyed(f"observables.{name}"):
             out[name] = obs_mod.build_observable(table, hil, lat)
     return out
 
@@ -190,12 +218,19 @@ def n_parameters(module, hil) -> int:
 
 
 def memory_per_step(cfg: Config, objs: Objects) -> int | None:
-    """Estimated peak bytes of one driver step (None if the driver is not available)."""
+    """Estimated peak bytes of one driver step (None if the driver is not available).
+
+    The exact sampler adds its enumeration: every state (int8) and its log-amplitude,
+    probabilities and draw (complex128, float64 x 2).
+    """
     if cfg.driver.kind != "vmc":
         return None
     from nqs.drivers import vmc
 
-    return vmc.estimate_memory(vmc_problem(cfg, objs))
+    memory = vmc.estimate_memory(vmc_problem(cfg, objs))
+    if cfg.sampler.kind == "exact":
+        memory += int(objs.hilbert.n_states) * (objs.hilbert.n_sites + 32)
+    return memory
 
 
 def exact_result(cfg: Config, max_dimension: int = MAX_EXACT_DIMENSION) -> dict:
@@ -214,10 +249,18 @@ def exact_result(cfg: Config, max_dimension: int = MAX_EXACT_DIMENSION) -> dict:
     from nqs import exact
 
     start = time.perf_counter()
+    check_sizes(cfg)
+    dim = int(hilbert(cfg).n_states)
+    if dim > max_dimension and cfg.n_sites > 64:
+        raise InputError(
+            "hilbert",
+            f"dimension {dim:.4g} is too large for exact diagonalisation (limit "
+            f"{max_dimension:.4g}; three vectors alone need "
+            f"{3 * 16 * dim / 1024**3:.3g} GiB)",
+        )
     lat = lattice(cfg)
     hil = hilbert(cfg, lat)
     ham = hamiltonian(cfg, hil, lat)
-    dim = int(hil.n_states)
     if dim > max_dimension:
         gib = exact.estimate_memory(hil, ham) / 1024**3
         raise InputError(
@@ -256,7 +299,11 @@ class Objects(NamedTuple):
 
 
 def objects(cfg: Config) -> Objects:
-    """Build every object of ``cfg`` (raises ``InputError`` naming the key)."""
+    """Build every object of ``cfg`` (raises ``InputError`` naming the key).
+
+    The sizes are checked first (:func:`check_sizes`), so nothing too big is built.
+    """
+    check_sizes(cfg)
     lat = lattice(cfg)
     hil = hilbert(cfg, lat)
     ham = hamiltonian(cfg, hil, lat)
@@ -270,6 +317,140 @@ def objects(cfg: Config) -> Objects:
         sr=sr(cfg),
         observables=observables(cfg, hil, lat),
     )
+
+
+def _n_steps(cfg: Config) -> int:
+    return int(getattr(cfg.driver, "n_steps", 1) or 1)
+
+
+def check_sizes(cfg: Config) -> None:
+    """Refuse what is too big to build or run, from the config alone (fast).
+
+    Checks the number of sites (``nqs.lattice.MAX_SITES``), the size of the space the
+    exact sampler enumerates (``MAX_ENUMERATION``) and the Metropolis proposals of one
+    step (``MAX_PROPOSALS_PER_STEP``); the memory of a step is checked once the
+    objects exist (:func:`check_memory`).
+
+    Raises:
+        InputError: one line with the estimate and the limit.
+    """
+    from nqs import lattice as lat_mod
+
+    n_sites = cfg.n_sites
+    key = "lattice.n_sites" if cfg.lattice.kind == "custom" else "lattice.extent"
+    with as_input_error(key):
+        lat_mod.check_size(n_sites)
+    s = cfg.sampler
+    if s.kind == "exact":
+        dim = hilbert(cfg).n_states
+        if dim > MAX_ENUMERATION:
+            raise InputError(
+                "sampler.kind",
+                f"the exact sampler enumerates all {dim:.4g} states at every step; "
+                f'the limit is {MAX_ENUMERATION:,} (use kind = "metropolis")',
+            )
+        return
+    per_chain = math.ceil(s.n_samples / s.n_chains) + s.n_discard_per_chain
+    proposals = s.n_chains * per_chain * (s.sweep_size or n_sites)
+    if proposals > MAX_PROPOSALS_PER_STEP:
+        raise InputError(
+            "sampler",
+            f"one step would make {proposals:.3g} Metropolis proposals (n_chains x "
+            "(n_samples / n_chains + n_discard_per_chain) x sweep_size), more than "
+            f"the limit {MAX_PROPOSALS_PER_STEP:.0e}",
+        )
+
+
+def memory_limit() -> int:
+    """Bytes of memory this machine has (its cgroup limit when lower)."""
+    import os
+
+    total = 16 * 1024**3
+    with contextlib.suppress(ValueError, OSError, AttributeError):
+        total = os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    with contextlib.suppress(ValueError, OSError):
+        text = Path("/sys/fs/cgroup/memory.max").read_text().strip()
+        if text.isdigit():
+            total = min(total, int(text))
+    return total
+
+
+def check_memory(cfg: Config, objs: Objects, limit: int | None = None) -> int | None:
+    """Refuse a step whose estimated memory exceeds ``limit`` (default the machine's).
+
+    Returns:
+        The estimate in bytes (None for a driver without an estimate).
+    Raises:
+        InputError: key ``sampler.n_samples``, with the estimate and the limit.
+    """
+    with keyed("model"):  # the estimate traces the model (abstractly)
+        memory = memory_per_step(cfg, objs)
+    limit = memory_limit() if limit is None else limit
+    if memory is not None and memory > limit:
+        gib = 1024**3
+        raise InputError(
+            "sampler.n_samples",
+            f"one step needs about {memory / gib:.3g} GiB, more than the "
+            f"{limit / gib:.3g} GiB of this machine; use fewer samples or a smaller "
+            "model, or set driver.chunk_size",
+        )
+    return memory
+
+
+def probe(cfg: Config, objs: Objects, key: jax.Array | None = None) -> dict:
+    """Run the model, optimizer and observables once on a dummy batch.
+
+    The model is initialised and applied on 3 random valid configurations (shape,
+    dtype and finiteness of the log-amplitudes checked), the optimizer and its
+    schedules do one ``init`` + ``update`` on those parameters, and every
+    observable gives finite local estimates on the batch.
+
+    Returns:
+        The trial variables of the model.
+    Raises:
+        InputError: naming the key (``model.<arg>``, ``optimizer.<arg>``,
+            ``observables.<name>``...).
+    """
+    from nqs import models, vstate
+    from nqs import optimizer as opt_mod
+
+    key = jax.random.key(0) if key is None else key
+    m, hil = cfg.model, objs.hilbert
+    sigma = jax.jit(hil.random_states, static_argnums=1)(key, 3).astype(jnp.int8)
+    with keyed("model"):
+        _, variables = models.build_checked(
+            m.kind, hil, key, sigma=sigma, param_dtype=m.param_dtype, **m.kwargs
+        )
+    with keyed("optimizer"):
+        opt_mod.check_optimizer(_optimizer_table(cfg), variables, _n_steps(cfg))
+    for name, op in objs.observables.items():
+        try:
+            values = vstate.local_estimates(objs.model, variables, sigma, op)
+            finite = bool(jnp.all(jnp.isfinite(values)))
+        except Exception as err:  # an operator that cannot act on this space
+            raise InputError(
+                f"observables.{name}", f"cannot be measured: {err}"
+            ) from err
+        if not finite:
+            raise InputError(
+                f"observables.{name}", "local estimates on a trial batch are not finite"
+            )
+    return variables
+
+
+def validate(cfg: Config) -> tuple[Objects, int | None]:
+    """Everything ``nqs check`` and ``nqs run`` check before writing anything.
+
+    Sizes (:func:`check_sizes`), every object built (:func:`objects`), the memory
+    of a step (:func:`check_memory`) and one trial evaluation (:func:`probe`).
+
+    Returns:
+        (objects, estimated bytes per step or None).
+    """
+    objs = objects(cfg)
+    memory = check_memory(cfg, objs)
+    probe(cfg, objs)
+    return objs, memory
 
 
 def vmc_problem(cfg: Config, objs: Objects | None = None):
@@ -313,7 +494,7 @@ def prepare(cfg: Config) -> Prepared:
         )
     from nqs.drivers import vmc
 
-    objs = objects(cfg)
+    objs, _ = validate(cfg)
     problem = vmc_problem(cfg, objs)
     with as_input_error("model"):
         state = vmc.init_state(problem, jax.random.key(cfg.seed))

@@ -25,6 +25,7 @@ import jax
 import numpy as np
 
 from nqs import atomic
+from nqs.errors import InputError
 
 FORMAT = "nqs-checkpoint"
 FORMAT_VERSION = 1
@@ -54,19 +55,24 @@ def to_bytes(tree: Any) -> bytes:
     return buf.getvalue()
 
 
-def from_bytes(data: bytes, like: Any) -> Any:
-    """Inverse of :func:`to_bytes`, with the structure, shapes and dtypes of ``like``.
+def _decode(data: bytes) -> list[np.ndarray]:
+    """The stored leaves of a checkpoint (ValueError if it is not a readable one)."""
+    try:
+        with np.load(io.BytesIO(data), allow_pickle=False) as z:
+            if "__meta__" not in z:
+                raise ValueError("not an nqs checkpoint (no __meta__)")
+            meta = json.loads(bytes(z["__meta__"]).decode())
+            if not isinstance(meta, dict) or meta.get("format") != FORMAT:
+                raise ValueError("not an nqs checkpoint (wrong format)")
+            return [z[f"leaf_{i:05d}"] for i in range(int(meta["n_leaves"]))]
+    except ValueError:
+        raise
+    except Exception as err:  # truncated or garbled: zipfile, zlib, KeyError, EOF...
+        text = " ".join(str(err).split())[:200]
+        raise ValueError(f"unreadable ({type(err).__name__}: {text})") from err
 
-    Raises:
-        ValueError: not a checkpoint, or leaves that do not match ``like``.
-    """
-    with np.load(io.BytesIO(data), allow_pickle=False) as z:
-        if "__meta__" not in z:
-            raise ValueError("not an nqs checkpoint (no __meta__)")
-        meta = json.loads(bytes(z["__meta__"]).decode())
-        if meta.get("format") != FORMAT:
-            raise ValueError(f"not an nqs checkpoint (format {meta.get('format')!r})")
-        stored = [z[f"leaf_{i:05d}"] for i in range(meta["n_leaves"])]
+
+def _match(stored: list[np.ndarray], like: Any) -> Any:
     leaves, treedef = jax.tree_util.tree_flatten(like)
     if len(stored) != len(leaves):
         raise ValueError(
@@ -90,6 +96,15 @@ def from_bytes(data: bytes, like: Any) -> Any:
     return jax.tree_util.tree_unflatten(treedef, out)
 
 
+def from_bytes(data: bytes, like: Any) -> Any:
+    """Inverse of :func:`to_bytes`, with the structure, shapes and dtypes of ``like``.
+
+    Raises:
+        ValueError: not a (readable) checkpoint, or leaves that do not match ``like``.
+    """
+    return _match(_decode(data), like)
+
+
 def save(path: str | os.PathLike, tree: Any) -> None:
     """Atomically save the pytree ``tree`` to ``path``."""
     atomic_write(path, to_bytes(tree))
@@ -100,6 +115,18 @@ def load(path: str | os.PathLike, like: Any) -> Any:
 
     Raises:
         FileNotFoundError: no file at ``path``.
-        ValueError: the file does not match ``like``.
+        InputError: (a ``ValueError``, ``key`` = the path) the file is corrupt (not a
+            readable checkpoint) or does not match ``like``.
     """
-    return from_bytes(Path(path).read_bytes(), like)
+    path = Path(path)
+    data = path.read_bytes()
+    try:
+        stored = _decode(data)
+    except ValueError as err:
+        raise InputError(str(path), f"corrupt checkpoint: {err}") from err
+    try:
+        return _match(stored, like)
+    except ValueError as err:
+        raise InputError(
+            str(path), f"checkpoint does not match this run's state: {err}"
+        ) from err

@@ -26,6 +26,29 @@ import numpy as np
 _RTOL = 1e-8  # distances closer than this (relative to |a_max|) are one shell
 _BLOCK = 512  # rows per block in the pairwise distance computation
 
+#: Most sites a lattice may have. The neighbour search compares every pair of sites
+#: (~1.5 s for 4096 sites on one core, growing as n_sites^2), and a variational state
+#: on more sites than this does not fit one machine's memory anyway.
+MAX_SITES = 4096
+
+
+def check_size(n_sites: int) -> None:
+    """Refuse a lattice of more than ``MAX_SITES`` sites before anything is built.
+
+    Raises:
+        ValueError: ``n_sites > MAX_SITES`` (the message gives both numbers).
+    """
+    if n_sites > MAX_SITES:
+        raise ValueError(
+            f"{n_sites:,} sites is more than the {MAX_SITES:,} nqs builds (the "
+            f"neighbour search alone would take ~{_search_seconds(n_sites):.3g} s)"
+        )
+
+
+def _search_seconds(n_sites: int) -> float:
+    """Rough time of the pairwise neighbour search (measured: 4096 sites, ~1.5 s)."""
+    return 1.5 * (n_sites / 4096) ** 2
+
 
 @dataclasses.dataclass(frozen=True)
 class Lattice:
@@ -277,6 +300,7 @@ def bravais(
             f"extent must have one entry per basis vector ({n_dim}), got {list(extent)}"
         )
     extent = tuple(_as_positive_int(n, "extent") for n in extent)
+    check_size(math.prod(extent) * len(offsets))
     pbc = _as_pbc(pbc, n_dim)
     max_order = _as_positive_int(max_order, "max_order")
     pos = _positions(vectors, offsets, extent)
@@ -355,6 +379,7 @@ def custom(
         ValueError: bad index, self edge, order < 1 or conflicting orders of one pair.
     """
     n_sites = _as_positive_int(n_sites, "n_sites")
+    check_size(n_sites)
     if positions is None:
         positions = [[float(i)] for i in range(n_sites)]
     pos = _as_matrix(positions, "positions", None)

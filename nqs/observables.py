@@ -20,12 +20,14 @@ significant). The structure factor uses ``cos`` because the sum over i, j of
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
 
 from nqs import operator as ops
+from nqs.errors import InputError
 
 AXES = ("x", "y", "z")
 KINDS = (
@@ -41,49 +43,68 @@ def _sigma(hilbert, site: int, axis: str) -> ops.LocalOperator:
     """Normalised spin component σ^a = S^a / s on ``site``."""
     s = getattr(hilbert, "s", None)
     if s is None:
-        raise ValueError("spin observables need a spin Hilbert space")
-    if axis not in AXES:
-        raise ValueError(f"axis must be one of {AXES}, got {axis!r}")
+        raise InputError("kind", "spin observables need a spin Hilbert space")
+    if not isinstance(axis, str) or axis not in AXES:
+        raise InputError("axis", f"must be one of {AXES}, got {axis!r}")
     fn = {"x": ops.spin_x, "y": ops.spin_y, "z": ops.spin_z}[axis]
     return fn(hilbert, site) * (1.0 / s)
 
 
 def _site(value, n_sites: int, key: str) -> int:
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
-        raise ValueError(f"{key} must be a site index, got {value!r}")
+        raise InputError(key, f"expected a site index, got {value!r}")
     if not 0 <= value < n_sites:
-        raise ValueError(f"{key} = {value} is not a site (0..{n_sites - 1})")
+        raise InputError(key, f"{value} is not a site (0..{n_sites - 1})")
     return int(value)
+
+
+def _real_array(value, key: str) -> np.ndarray:
+    """A float array of finite numbers (booleans and strings refused)."""
+    flat = value if isinstance(value, list | tuple) else [value]
+    while any(isinstance(v, list | tuple) for v in flat):
+        flat = [w for v in flat for w in (v if isinstance(v, list | tuple) else [v])]
+    for v in flat:
+        if isinstance(v, bool) or not isinstance(v, int | float | np.number):
+            raise InputError(key, f"expected numbers, got {v!r}")
+        if not math.isfinite(v):
+            raise InputError(key, f"expected finite numbers, got {v}")
+    try:
+        return np.asarray(value, dtype=float)
+    except ValueError as err:  # ragged nested lists
+        raise InputError(key, f"expected a regular array of numbers ({err})") from err
 
 
 def _check_keys(table: Mapping[str, Any], allowed: tuple[str, ...]) -> None:
     extra = sorted(set(table) - set(allowed) - {"kind"})
     if extra:
-        raise ValueError(f"unknown key {extra[0]!r} (allowed: {', '.join(allowed)})")
+        raise InputError(
+            extra[0], f"unknown key {extra[0]!r} (allowed: {', '.join(allowed)})"
+        )
 
 
 def _custom(table, hilbert) -> ops.LocalOperator:
     terms = table.get("terms")
     if not isinstance(terms, (list, tuple)) or not terms:
-        raise ValueError("custom observable needs a non-empty list 'terms'")
+        raise InputError("terms", "custom observable needs a non-empty list 'terms'")
     d = hilbert.local_size
     total = None
     for k, term in enumerate(terms):
         if not isinstance(term, Mapping) or "sites" not in term or "matrix" not in term:
-            raise ValueError(f"terms[{k}] needs 'sites' and 'matrix'")
+            raise InputError("terms", f"terms[{k}] needs 'sites' and 'matrix'")
         sites = term["sites"]
         sites = [sites] if isinstance(sites, int) else list(sites)
-        sites = tuple(_site(s, hilbert.n_sites, f"terms[{k}].sites") for s in sites)
+        sites = tuple(_site(s, hilbert.n_sites, "terms") for s in sites)
         if len(set(sites)) != len(sites):
-            raise ValueError(f"terms[{k}].sites has repeated sites {list(sites)}")
-        mat = np.asarray(term["matrix"], dtype=float)
+            raise InputError("terms", f"terms[{k}].sites repeats sites {list(sites)}")
+        mat = _real_array(term["matrix"], f"terms[{k}].matrix")
         if "matrix_imag" in term:
-            mat = mat + 1j * np.asarray(term["matrix_imag"], dtype=float)
+            mat = mat + 1j * _real_array(term["matrix_imag"], f"terms[{k}].matrix_imag")
         dim = d ** len(sites)
         if mat.shape != (dim, dim):
-            raise ValueError(
+            raise InputError(
+                "terms",
                 f"terms[{k}].matrix has shape {list(mat.shape)}, expected "
-                f"[{dim}, {dim}] for {len(sites)} site(s) of local dimension {d}"
+                f"[{dim}, {dim}] for {len(sites)} site(s) of local dimension {d}",
             )
         op = ops.local_operator(hilbert, sites, mat)
         total = op if total is None else total + op
@@ -98,11 +119,12 @@ def build_observable(table: Mapping[str, Any], hilbert, lattice) -> ops.LocalOpe
         hilbert: ``nqs.hilbert`` space.
         lattice: ``nqs.lattice.Lattice`` (positions, bipartition).
     Raises:
-        ValueError: unknown kind, unknown or bad key.
+        InputError: (a ``ValueError``) unknown kind, unknown or bad key (``key``
+            names it within the table, e.g. "q", "axis", "i").
     """
     kind = table.get("kind")
     if kind not in KINDS:
-        raise ValueError(f"observable kind must be one of {KINDS}, got {kind!r}")
+        raise InputError("kind", f"must be one of {KINDS}, got {kind!r}")
     n = hilbert.n_sites
     axis = table.get("axis", "z")
     if kind == "custom":
@@ -115,7 +137,9 @@ def build_observable(table: Mapping[str, Any], hilbert, lattice) -> ops.LocalOpe
         _check_keys(table, ("axis",))
         parts = lattice.bipartition
         if parts is None:
-            raise ValueError("staggered magnetization needs a bipartite lattice")
+            raise InputError(
+                "kind", "staggered magnetization needs a bipartite lattice"
+            )
         terms = ((1 - 2 * parts[i]) * _sigma(hilbert, i, axis) for i in range(n))
         return sum(terms, start=0.0) * (1 / n)
     if kind == "correlation":
@@ -125,9 +149,11 @@ def build_observable(table: Mapping[str, Any], hilbert, lattice) -> ops.LocalOpe
         return _sigma(hilbert, i, axis) @ _sigma(hilbert, j, axis)
     _check_keys(table, ("q", "axis"))
     pos = np.asarray(lattice.positions, dtype=float)
-    q = np.asarray(table.get("q", ()), dtype=float).reshape(-1)
+    q = _real_array(table.get("q", ()), "q").reshape(-1)
     if q.shape != (pos.shape[1],):
-        raise ValueError(f"q must have {pos.shape[1]} components, got {table.get('q')}")
+        raise InputError(
+            "q", f"expected {pos.shape[1]} components, got {table.get('q')!r}"
+        )
     sig = [_sigma(hilbert, i, axis) for i in range(n)]
     total = 0.0
     for i in range(n):

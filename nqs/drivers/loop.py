@@ -30,6 +30,7 @@ from nqs.drivers.vmc import (
     n_parameters,
     vmc_step,
 )
+from nqs.errors import InputError
 
 CHECKPOINT_FILE = "checkpoint.npz"
 FINAL_STATE_FILE = "final_state.npz"
@@ -126,6 +127,23 @@ def _converged(energies: list[float], rule: EarlyStop) -> bool:
     return new.mean() > old.mean() - rule.rel_tol * abs(new.mean()) - 2 * err
 
 
+def check_resumable(run_dir: str | Path) -> None:
+    """Refuse to resume a run directory without its log or its checkpoint.
+
+    Raises:
+        InputError: naming the missing file.
+    """
+    run_dir = Path(run_dir)
+    if not (run_dir / LOG_FILE).is_file():
+        raise InputError(str(run_dir / LOG_FILE), "nothing to resume (no log there)")
+    if not (run_dir / CHECKPOINT_FILE).is_file():
+        raise InputError(
+            str(run_dir / CHECKPOINT_FILE),
+            "no checkpoint to resume from (the run stopped before its first one); "
+            "start it again with --force",
+        )
+
+
 def _open_run(
     problem,
     state,
@@ -139,7 +157,8 @@ def _open_run(
 ):
     """Create or resume the run directory; returns (state, exact, wall offset)."""
     log_path, ckpt = run_dir / LOG_FILE, run_dir / CHECKPOINT_FILE
-    if resume and ckpt.exists() and log_path.exists():
+    if resume:
+        check_resumable(run_dir)
         state = checkpoint.load(ckpt, state)
         logmod.truncate(log_path, int(state.step))
         data = logmod.read_log(log_path)
@@ -191,7 +210,7 @@ def run(
         n_steps: total number of steps (a resumed run continues up to it).
         config_text: resolved TOML stored in the log.
         resume: continue from the checkpoint in ``run_dir`` (log rows after it are
-            dropped); starts afresh if there is none.
+            dropped); refused (``InputError``) if there is no log or checkpoint.
         checkpoint_every, flush_every: periods in steps.
         progress: called with dicts: ``{"event": "start", "step", "n_steps",
             "memory", "exact_energy"}``, then per step the log row plus

@@ -10,6 +10,7 @@ from __future__ import annotations
 import flax.linen as nn
 import jax
 
+from nqs.errors import InputError
 from nqs.models.custom import DTYPES, check_model, instantiate, load_class
 from nqs.models.ffn import FFN
 from nqs.models.jastrow import Jastrow
@@ -32,6 +33,7 @@ __all__ = [
     "Jastrow",
     "LogStateVector",
     "build",
+    "build_checked",
     "check_model",
     "init_params",
     "load_class",
@@ -67,6 +69,38 @@ def build(kind: str, hilbert, **kwargs) -> nn.Module:
                 "or give 'package.module:Class' or 'path/file.py:Class'"
             )
     return instantiate(cls, hilbert, kwargs, kind)
+
+
+def build_checked(
+    kind: str, hilbert, key: jax.Array, sigma: jax.Array | None = None, **kwargs
+) -> tuple:
+    """:func:`build`, then :func:`check_model` on a dummy batch; blame one argument.
+
+    Args:
+        kind, hilbert, **kwargs: as for :func:`build`.
+        key: PRNG key of the dummy batch and the trial initialisation.
+        sigma: optional (3, n_sites) dummy batch (see :func:`check_model`).
+    Returns:
+        (module, variables of the trial initialisation).
+    Raises:
+        ValueError: as :func:`build` and :func:`check_model`; when the check fails and
+            leaving one argument at its default makes it pass, an ``InputError``
+            whose ``key`` is that argument.
+    """
+    model = build(kind, hilbert, **kwargs)
+    try:
+        return model, check_model(model, hilbert, key, label=kind, sigma=sigma)
+    except ValueError as err:
+        problem = err
+    for name in kwargs:
+        rest = {k: v for k, v in kwargs.items() if k != name}
+        try:
+            trial = build(kind, hilbert, **rest)
+            check_model(trial, hilbert, key, label=kind, sigma=sigma)
+        except (ValueError, TypeError):
+            continue
+        raise InputError(name, f"{problem} (with {name} = {kwargs[name]!r})")
+    raise problem
 
 
 def _init(model: nn.Module, hilbert, key: jax.Array) -> dict:

@@ -4,7 +4,9 @@ A custom ansatz is a ``flax.linen.Module`` subclass whose ``__call__`` maps int8
 configurations ``(batch, n_sites)`` to log-amplitudes ``(batch,)`` (real or complex).
 Its keyword arguments come from the ``[model]`` table; a ``hilbert`` field, if it
 declares one, receives the Hilbert space. Every failure raises ``ValueError`` with one
-line naming the spec, the file or the argument.
+line naming the spec, the file or the argument (``nqs.errors.InputError`` with the
+argument as ``key`` when one argument is to blame). Importing a user file runs its code:
+an exception or ``sys.exit`` there is reported like any other import failure.
 """
 
 from __future__ import annotations
@@ -13,12 +15,16 @@ import dataclasses
 import hashlib
 import importlib
 import importlib.util
+import math
+import numbers
 import sys
 from pathlib import Path
 
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
+
+from nqs.errors import InputError
 
 DTYPES = {
     "float32": jnp.float32,
@@ -68,7 +74,7 @@ def _load_file(target: str, spec: str):
     sys.modules[module_name] = module
     try:
         module_spec.loader.exec_module(module)
-    except Exception as exc:
+    except (Exception, SystemExit) as exc:  # user code: sys.exit must not end nqs
         del sys.modules[module_name]
         raise ValueError(
             f"model {spec!r}: importing {path} failed: {_one_line(exc)}"
@@ -94,7 +100,7 @@ def load_class(spec: str) -> type[nn.Module]:
     else:
         try:
             module = importlib.import_module(target)
-        except Exception as exc:
+        except (Exception, SystemExit) as exc:
             raise ValueError(
                 f"model {spec!r}: importing module {target!r} failed: {_one_line(exc)}"
             ) from exc
@@ -116,6 +122,53 @@ def module_fields(cls: type[nn.Module]) -> tuple[str, ...]:
         for f in dataclasses.fields(cls)
         if f.init and f.name not in _INTERNAL_FIELDS
     )
+
+
+def _expected_type(field: dataclasses.Field) -> str | None:
+    """ "bool", "int", "float" or "str" when the field is declared as one (or, when
+    it has no annotation, defaults to one); None otherwise (checked by the probe)."""
+    declared = field.type
+    if not isinstance(declared, str):
+        declared = getattr(declared, "__name__", "")
+    if declared in ("bool", "int", "float", "str"):
+        return declared
+    if declared:
+        return None
+    default = field.default
+    for name, kind in (("bool", bool), ("float", numbers.Real), ("str", str)):
+        if isinstance(default, kind):
+            return name
+    return None
+
+
+def _check_field_value(field: dataclasses.Field, value) -> None:
+    """A TOML value against the field's declared type; numbers must be finite.
+
+    Raises:
+        InputError: ``key`` is the field name.
+    """
+    _finite(value, field.name)
+    expected = _expected_type(field)
+    is_number = isinstance(value, numbers.Real) and not isinstance(value, bool)
+    if expected == "bool" and not isinstance(value, bool):
+        raise InputError(field.name, f"expected true or false, got {value!r}")
+    if expected == "int" and not (is_number and isinstance(value, int)):
+        raise InputError(field.name, f"expected an integer, got {value!r}")
+    if expected == "float" and not is_number:
+        raise InputError(field.name, f"expected a number, got {value!r}")
+    if expected == "str" and not isinstance(value, str):
+        raise InputError(field.name, f"expected a string, got {value!r}")
+
+
+def _finite(value, key: str) -> None:
+    if isinstance(value, float) and not math.isfinite(value):
+        raise InputError(key, f"expected a finite number, got {value}")
+    if isinstance(value, list | tuple):
+        for v in value:
+            _finite(v, key)
+    elif isinstance(value, dict):
+        for k, v in value.items():
+            _finite(v, f"{key}.{k}")
 
 
 def _to_static(value):
@@ -140,7 +193,8 @@ def instantiate(cls: type[nn.Module], hilbert, kwargs: dict, label: str) -> nn.M
     Returns:
         The module instance.
     Raises:
-        ValueError: unknown keyword (lists the fields), unknown dtype name, or any
+        ValueError: unknown keyword (lists the fields), unknown dtype name, a value
+            of the wrong type for its field (``InputError`` naming the field), or any
             error the constructor raises.
     """
     fields = module_fields(cls)
@@ -153,40 +207,57 @@ def instantiate(cls: type[nn.Module], hilbert, kwargs: dict, label: str) -> nn.M
             f"model {label!r}: unknown argument(s) {', '.join(unknown)}; "
             f"accepted: {', '.join(fields) or '(none)'}"
         )
+    by_name = {f.name: f for f in dataclasses.fields(cls)}
+    for key, value in kwargs.items():
+        if key not in _DTYPE_FIELDS:
+            _check_field_value(by_name[key], value)
     kwargs = {k: _to_static(v) for k, v in kwargs.items()}
     for key in _DTYPE_FIELDS:
         value = kwargs.get(key)
         if isinstance(value, str):
             if value not in DTYPES:
-                raise ValueError(
+                raise InputError(
+                    key,
                     f"model {label!r}: {key} = {value!r}; "
-                    f"expected one of {', '.join(DTYPES)}"
+                    f"expected one of {', '.join(DTYPES)}",
                 )
             kwargs[key] = DTYPES[value]
     if "hilbert" in fields and "hilbert" not in kwargs:
         kwargs["hilbert"] = hilbert
     try:
         return cls(**kwargs)
-    except Exception as exc:
+    except (Exception, SystemExit) as exc:
         raise ValueError(f"model {label!r}: {_one_line(exc)}") from exc
 
 
-def check_model(model: nn.Module, hilbert, key: jax.Array) -> dict:
+def check_model(
+    model: nn.Module,
+    hilbert,
+    key: jax.Array,
+    label: str | None = None,
+    sigma: jax.Array | None = None,
+) -> dict:
     """Initialise ``model`` on 3 random valid configurations and check its output.
 
     Args:
         model: Flax module.
         hilbert: Hilbert space providing ``n_sites`` and ``random_states``.
         key: PRNG key.
+        label: how to name the model in messages (e.g. the config's
+            ``"path/file.py:Class"``); default the class name.
+        sigma: (3, n_sites) int8 valid configurations to use instead of random
+            ones drawn with ``key``.
     Returns:
         The variables ``model.init`` produced (``{"params": ...}``).
     Raises:
-        ValueError: if init/apply fails, or the output is not a (3,) real or complex
-            floating array, or it is not finite.
+        ValueError: if init/apply fails (also by ``sys.exit``), or the output is not a
+            (3,) real or complex floating array, or it is not finite.
     """
-    label = type(model).__name__
+    label = label or type(model).__name__
     k_states, k_init = jax.random.split(key)
-    sigma = jax.jit(hilbert.random_states, static_argnums=1)(k_states, 3)
+    if sigma is None:
+        sigma = jax.jit(hilbert.random_states, static_argnums=1)(k_states, 3)
+    sigma = jnp.asarray(sigma).astype(jnp.int8)
 
     def init_and_apply(k):
         variables = model.init(k, sigma)
@@ -194,7 +265,7 @@ def check_model(model: nn.Module, hilbert, key: jax.Array) -> dict:
 
     try:
         variables, log_psi = jax.jit(init_and_apply)(k_init)
-    except Exception as exc:
+    except (Exception, SystemExit) as exc:
         raise ValueError(
             f"model {label}: failed on a batch of configurations of shape "
             f"{tuple(sigma.shape)} int8: {_one_line(exc)}"
@@ -213,6 +284,10 @@ def check_model(model: nn.Module, hilbert, key: jax.Array) -> dict:
     if not bool(jnp.all(jnp.isfinite(log_psi))):
         raise ValueError(
             f"model {label}: log-amplitudes at initialisation are not finite "
-            f"({log_psi}); reduce the initial parameter scale"
+            f"({_one_line(ValueError(log_psi))}); reduce the initial parameter scale "
+            "or check the model"
         )
+    leaves = jax.tree_util.tree_leaves(variables)
+    if not all(bool(jnp.all(jnp.isfinite(x))) for x in leaves):
+        raise ValueError(f"model {label}: initial parameters are not finite")
     return variables
