@@ -29,6 +29,14 @@ def element_kind(r: np.ndarray) -> tuple[str, float]:
     return "mirror", round(math.degrees(math.atan2(r[1, 0], r[0, 0]) / 2) % 180, 6)
 
 
+def edge_sets(lat, perm) -> dict:
+    """{order: set of unordered image pairs} of the lattice's edges under perm."""
+    out = {}
+    for i, j, k in lat.edges:
+        out.setdefault(k, set()).add(frozenset((int(perm[i]), int(perm[j]))))
+    return out
+
+
 def basis_permutation(perm: np.ndarray, n_sites: int) -> sp.csr_matrix:
     """U|s⟩ = |s'⟩ on spin-1/2 bit strings, bit perm[i] of s' = bit i of s."""
     states = np.arange(2**n_sites)
@@ -93,13 +101,17 @@ def test_space_group_order(lat, order):
         pytest.param(lattice.square(3, pbc=False), 8, 8, id="square-3-open"),
         pytest.param(lattice.chain(5, pbc=False), 2, 2, id="chain-5-open"),
         pytest.param(lattice.square((3, 4), pbc=(True, False)), 4, 12, id="cylinder"),
+        # 60° rotations permute the sites of a 3x6 torus but not its bonds: C2v stays
+        pytest.param(lattice.triangular((3, 6)), 4, 72, id="triangular-3x6-C2v"),
     ],
 )
 def test_finite_lattice_keeps_only_automorphisms(lat, point_order, space_order):
     point = symmetry.group(lat, "point")
     assert point.order == point_order
-    assert symmetry.group(lat, "space").order == space_order
-    assert np.all(symmetry.automorphism_mask(lat, point.perms))
+    space = symmetry.group(lat, "space")
+    assert space.order == space_order
+    for perm in space.perms:
+        assert edge_sets(lat, perm) == edge_sets(lat, np.arange(lat.n_sites))
 
 
 def test_translation_strides():
@@ -131,12 +143,18 @@ def _petersen():
             4,
             id="square-with-diagonal",
         ),
+        pytest.param(  # as a plain graph K4 (24), with coloured diagonals D4 (8)
+            lattice.custom(4, [(0, 1), (1, 2), (2, 3), (3, 0), (0, 2, 2), (1, 3, 2)]),
+            8,
+            id="square-with-coloured-diagonals",
+        ),
     ],
 )
 def test_custom_automorphisms(lat, order):
     group = symmetry.group(lat, "space")
     assert group.order == order
-    assert np.all(symmetry.automorphism_mask(lat, group.perms))
+    for perm in group.perms:
+        assert edge_sets(lat, perm) == edge_sets(lat, np.arange(lat.n_sites))
 
 
 GROUP_CASES = [
@@ -250,13 +268,16 @@ def test_mulliken_labels_match_textbook(lat, table, column):
         assert np.allclose(values, [expected[c] for c in columns]), label
 
 
-def test_honeycomb_centre_is_a_hexagon_centre():
-    lat = lattice.honeycomb(3)
+@pytest.mark.parametrize("make", [lattice.honeycomb, lattice.kagome])
+def test_default_centre_is_a_hexagon_centre(make):
+    # only about a hexagon centre do these lattices have a 6-fold axis; it fixes no site
+    lat = make(3)
     group = symmetry.point_group(lat)
-    assert group.order == 12
-    # a hexagon centre fixes no site: no element but the identity fixes any site
-    fixed = (group.perms == np.arange(lat.n_sites)).any(axis=1)
-    assert fixed.sum() <= 1 + 6  # identity, and mirrors through sites only
+    kinds = [element_kind(r) for r in group.linear]
+    c6 = group.perms[kinds.index(("rot", 60.0))]
+    assert not np.any(c6 == np.arange(lat.n_sites))
+    centre = lat.positions[0]  # about a site: C3v (honeycomb) or C2v (kagome)
+    assert symmetry.point_group(lat, centre=centre).order < 12
 
 
 def test_small_group_labels():
@@ -359,6 +380,7 @@ def _check_resolution(sectors, n_sites, pairwise):
         pytest.param(lattice.chain(6), "space", True, True, id="chain-6-space-flip"),
         pytest.param(lattice.square(2), "translation", False, True, id="square-2-k"),
         pytest.param(lattice.square(3), "space", False, False, id="square-3-space"),
+        pytest.param(lattice.square(2), "space", True, False, id="square-2-space-flip"),
     ],
 )
 def test_sector_projectors_resolve_identity(lat, kind, flip, pairwise):

@@ -209,6 +209,10 @@ def point_group(lattice: Lattice, centre=None) -> PermutationGroup:
         Cartesian linear parts and Mulliken irrep labels.
     """
     perms, linear = _point_perms(lattice, centre)
+    if len(np.unique(perms, axis=0)) < len(perms):
+        # tiny lattice: distinct operations give one permutation, so the group is a
+        # quotient of the geometric one; no geometric name or Mulliken labels
+        return permutation_group(perms, None, name="point", labels=False)
     return permutation_group(perms, linear, name=schoenflies(linear))
 
 
@@ -221,12 +225,13 @@ def space_group(lattice: Lattice, centre=None, strides=None) -> PermutationGroup
     trans = translation_group(lattice, strides)
     point = point_group(lattice, centre)
     keep = normalising_indices(point, trans)
-    p_perms, p_linear = point.perms[keep], point.linear[keep]
-    perms = trans.perms[:, p_perms].reshape(-1, lattice.n_sites)  # t[p[i]]
-    linear = np.broadcast_to(p_linear, (len(trans.perms),) + p_linear.shape)
-    return permutation_group(
-        perms, linear.reshape(-1, lattice.n_dim, lattice.n_dim), name="space"
-    )
+    perms = trans.perms[:, point.perms[keep]].reshape(-1, lattice.n_sites)  # t[p[i]]
+    linear = None
+    if point.linear is not None:
+        kept = point.linear[keep]
+        linear = np.broadcast_to(kept, (len(trans.perms),) + kept.shape)
+        linear = linear.reshape(-1, lattice.n_dim, lattice.n_dim)
+    return permutation_group(perms, linear, name="space", labels=False)
 
 
 def normalising_indices(point: PermutationGroup, trans: PermutationGroup) -> np.ndarray:

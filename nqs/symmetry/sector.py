@@ -126,7 +126,9 @@ def _groups(lattice: Lattice, kind: str, centre, strides):
     point = point_group(lattice, centre)
     keep = normalising_indices(point, trans)
     if len(keep) < point.order:
-        point = permutation_group(point.perms[keep], point.linear[keep], point.name)
+        linear = None if point.linear is None else point.linear[keep]
+        name = point.name if linear is None else schoenflies(linear)
+        point = permutation_group(point.perms[keep], linear, name, labels=True)
     return trans, vectors, point
 
 
