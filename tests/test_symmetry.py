@@ -13,6 +13,7 @@ import pytest
 import scipy.sparse as sp
 
 from nqs import hamiltonian, hilbert, lattice, symmetry
+from nqs.operator import sigma_x, sigma_z
 
 # -- helpers built independently of nqs.symmetry ------------------------------------
 
@@ -348,8 +349,6 @@ def test_broken_symmetry_is_detected():
     chain = lattice.chain(5)
     space = hilbert.Spin(5)
     field = hamiltonian.ising(space, chain, J=1.0, h=0.0)
-    from nqs.operator import sigma_x
-
     field = field + 0.3 * sigma_x(space, 2)
     bad = symmetry.symmetry_violations(field, symmetry.translation_group(chain).perms)
     assert bad == (1, 2, 3, 4)
@@ -467,3 +466,34 @@ def test_open_chain_has_no_momentum():
         symmetry.sector(lat, "space", momentum=1)
     labels = [(s.momentum, s.irrep) for s in symmetry.all_sectors(lat, "space")]
     assert labels == [((0,), "A"), ((0,), "B")]
+
+
+def test_stars_of_the_square():
+    # C4v orbits of the 16 momenta of a 4x4 torus: sizes 1, 4, 2, 4, 4, 1
+    sectors = symmetry.all_sectors(lattice.square(4), "space", one_per_star=True)
+    stars = {s.momentum: s.star for s in sectors}
+    assert sorted(len(star) for star in stars.values()) == [1, 1, 2, 4, 4, 4]
+    assert stars[(0, 1)] == ((0, 1), (0, 3), (1, 0), (3, 0))
+    assert stars[(1, 2)] == ((1, 2), (2, 1), (2, 3), (3, 2))
+
+
+def test_one_sector_per_star_counts_the_full_dimension():
+    lat = lattice.square(3)
+    sectors = symmetry.all_sectors(lat, "space", one_per_star=True)
+    assert {s.momentum for s in sectors} == {(0, 0), (0, 1), (1, 1)}
+    total = sum(len(s.star) * np.trace(dense_projector(s, 9)).real for s in sectors)
+    assert math.isclose(total, 512)
+
+
+def test_spin_flip_check():
+    lat = lattice.chain(4)
+    space = hilbert.Spin(4)
+    flip = np.eye(16)[::-1]
+    for op, expected in [
+        (hamiltonian.ising(space, lat, J=1.0, h=0.5), True),
+        (hamiltonian.heisenberg(space, lat, J=1.0), True),
+        (hamiltonian.ising(space, lat, J=1.0, h=0.5) + 0.2 * sigma_z(space, 1), False),
+    ]:
+        ham = op.to_dense()  # all_states of an unconstrained spin-1/2 space
+        assert np.allclose(flip @ ham @ flip, ham) == expected
+        assert symmetry.spin_flip_is_symmetry(op) == expected

@@ -17,7 +17,7 @@ Conventions (details in the submodules):
 """
 
 from nqs.symmetry.automorphism import automorphism_group, automorphisms
-from nqs.symmetry.check import is_symmetry, symmetry_violations
+from nqs.symmetry.check import is_symmetry, spin_flip_is_symmetry, symmetry_violations
 from nqs.symmetry.group import PermutationGroup, character_table, permutation_group
 from nqs.symmetry.lattice_groups import (
     automorphism_mask,
@@ -43,6 +43,7 @@ __all__ = [
     "point_group",
     "sector",
     "space_group",
+    "spin_flip_is_symmetry",
     "symmetry_violations",
     "translation_group",
     "translation_vectors",

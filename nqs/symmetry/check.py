@@ -121,3 +121,22 @@ def symmetry_violations(op, perms, atol: float = 1e-10) -> tuple[int, ...]:
 def is_symmetry(op, perms, atol: float = 1e-10) -> bool:
     """True if every site map in ``perms`` (G, N) commutes with ``op``."""
     return not symmetry_violations(op, perms, atol)
+
+
+def spin_flip_is_symmetry(op, atol: float = 1e-10) -> bool:
+    """True if the global flip F (m → -m on every site) commutes with ``op``.
+
+    F reverses each site's local basis (local index k → d - 1 - k, the order of
+    ``Spin`` values 2m = -2s..2s), hence a k-site matrix M becomes M[::-1, ::-1].
+    Meant for spin spaces.
+    """
+    d = op.hilbert.local_size
+    ref = canonical_terms(op.terms, op.constant, d)
+    flipped = [(sites, np.asarray(m)[::-1, ::-1]) for sites, m in op.terms]
+    moved = canonical_terms(flipped, op.constant, d)
+    scale = max([1.0] + [float(np.abs(m).max()) for m in ref.values()])
+    zero = np.zeros((1, 1))
+    return all(
+        np.abs(ref.get(k, zero) - moved.get(k, zero)).max() <= atol * scale
+        for k in ref.keys() | moved.keys()
+    )

@@ -62,6 +62,8 @@ class Sector:
         spin_flip: +1, -1 or None (no spin-flip factor).
         group: "translation", "point" or "space".
         little_group: the little group P_k (point elements fixing k).
+        star: the momenta p·k over the point group (sorted, k included); sectors
+            at each of them have the same spectrum.
     """
 
     perms: np.ndarray
@@ -72,6 +74,7 @@ class Sector:
     spin_flip: int | None
     group: str
     little_group: PermutationGroup
+    star: tuple[tuple[int, ...], ...]
 
     def _key(self):
         return (
@@ -166,21 +169,41 @@ def _phase(lattice: Lattice, momentum, vectors: np.ndarray) -> np.ndarray:
     return np.exp(-2j * np.pi * frac)
 
 
+def _conjugates(trans, point) -> np.ndarray:
+    """(P, T) int64 index in T of p⁻¹ T_t p for every point element p."""
+    where = {t.tobytes(): i for i, t in enumerate(trans.perms)}
+    out = np.empty((point.order, trans.order), dtype=np.int64)
+    for g, p in enumerate(point.perms):
+        p_inv = point.perms[point.inverse[g]]
+        out[g] = [where[p_inv[t[p]].tobytes()] for t in trans.perms]
+    return out
+
+
 def little_group(lattice, momentum, trans, vectors, point) -> PermutationGroup:
     """Point elements p with χ_k(p⁻¹ T_t p) = χ_k(T_t) for every translation t."""
     phase = _phase(lattice, momentum, vectors)
-    where = {t.tobytes(): i for i, t in enumerate(trans.perms)}
-    keep = []
-    for g, p in enumerate(point.perms):
-        p_inv = point.perms[point.inverse[g]]
-        conj = [where[p_inv[t[p]].tobytes()] for t in trans.perms]  # p⁻¹ t p
-        keep.append(np.allclose(phase[conj], phase, atol=1e-9))
-    keep = np.flatnonzero(keep)
+    conj = _conjugates(trans, point)
+    keep = np.flatnonzero(np.all(np.abs(phase[conj] - phase) < 1e-9, axis=1))
     if len(keep) == point.order:
         return point
     linear = None if point.linear is None else point.linear[keep]
     name = point.name if linear is None else _little_name(linear)
     return permutation_group(point.perms[keep], linear, name, labels=True)
+
+
+def _stars(lattice, kind, strides, trans, vectors, point) -> dict:
+    """{momentum: sorted tuple of the momenta p·k over the point group}."""
+    sizes = _sizes(lattice, kind, strides)
+    momenta = [tuple(int(n) for n in m) for m in np.ndindex(*sizes)]
+    phases = np.array([_phase(lattice, m, vectors) for m in momenta])  # (K, T)
+    conj = _conjugates(trans, point)
+    stars = {}
+    for row, m in enumerate(momenta):
+        # χ_{p·k}(t) = χ_k(p⁻¹ t p): the momentum whose phases match
+        moved = phases[row][conj]  # (P, T)
+        hits = np.all(np.abs(moved[:, None, :] - phases[None]) < 1e-9, axis=2)
+        stars[m] = tuple(sorted({momenta[i] for i in np.flatnonzero(hits.any(0))}))
+    return stars
 
 
 def _little_name(linear: np.ndarray) -> str:
@@ -219,10 +242,12 @@ def sector(
     trans, vectors, point = _groups(lattice, group, centre, strides)
     momentum = _momentum(lattice, momentum, group, strides)
     little = little_group(lattice, momentum, trans, vectors, point)
-    return _sector(lattice, group, momentum, irrep, spin_flip, trans, vectors, little)
+    star = _stars(lattice, group, strides, trans, vectors, point)[momentum]
+    args = (momentum, irrep, spin_flip, trans, vectors, little, star)
+    return _sector(lattice, group, *args)
 
 
-def _sector(lattice, group, momentum, irrep, spin_flip, trans, vectors, little):
+def _sector(lattice, group, momentum, irrep, spin_flip, trans, vectors, little, star):
     if spin_flip is not None and (
         isinstance(spin_flip, bool) or spin_flip not in (1, -1)
     ):
@@ -252,6 +277,7 @@ def _sector(lattice, group, momentum, irrep, spin_flip, trans, vectors, little):
         spin_flip=None if spin_flip is None else int(spin_flip),
         group=group,
         little_group=little,
+        star=star,
     )
 
 
@@ -262,22 +288,27 @@ def all_sectors(
     *,
     centre=None,
     strides=None,
+    one_per_star: bool = False,
 ) -> tuple[Sector, ...]:
-    """Every sector of the group: each allowed momentum (all of them, not one per
-    star), each irrep of its little group, and with ``spin_flip`` both parities.
+    """Every sector of the group: each allowed momentum, each irrep of its little
+    group, and with ``spin_flip`` both parities.
 
     Momenta are in row-major order of n, irreps in the little group's order
     (trivial first), spin flip +1 before -1. Σ over the result of the projectors
-    is the identity (so their traces add up to the full dimension).
+    is the identity (so their traces add up to the full dimension). With
+    ``one_per_star`` only the first momentum of each star is kept; then Σ
+    ``len(s.star)`` · tr P_s is the full dimension.
     """
     trans, vectors, point = _groups(lattice, group, centre, strides)
+    stars = _stars(lattice, group, strides, trans, vectors, point)
     out = []
-    for momentum in np.ndindex(*_sizes(lattice, group, strides)):
-        momentum = tuple(int(n) for n in momentum)
+    for momentum, star in stars.items():
+        if one_per_star and star[0] != momentum:
+            continue
         little = little_group(lattice, momentum, trans, vectors, point)
         for irrep in little.irrep_labels:
             for flip in (1, -1) if spin_flip else (None,):
-                args = (momentum, irrep, flip, trans, vectors, little)
+                args = (momentum, irrep, flip, trans, vectors, little, star)
                 out.append(_sector(lattice, group, *args))
     return tuple(out)
 
