@@ -95,7 +95,7 @@ def hamiltonian(cfg: Config, hil, lat):
     from nqs import hamiltonian as ham_mod
 
     ham = cfg.hamiltonian
-    if ham.sign_rule == "marshall" and lat.bipartition is None:
+    if getattr(ham, "sign_rule", None) == "marshall" and lat.bipartition is None:
         raise InputError(
             "hamiltonian.sign_rule",
             "the Marshall sign rule needs a bipartite nearest-neighbour graph; this "
@@ -249,7 +249,7 @@ def exact_result(cfg: Config, max_dimension: int = MAX_EXACT_DIMENSION) -> dict:
     from nqs import exact
 
     start = time.perf_counter()
-    check_sizes(cfg)
+    _check_sites(cfg)
     dim = int(hilbert(cfg).n_states)
     if dim > max_dimension and cfg.n_sites > 64:
         raise InputError(
@@ -334,12 +334,7 @@ def check_sizes(cfg: Config) -> None:
     Raises:
         InputError: one line with the estimate and the limit.
     """
-    from nqs import lattice as lat_mod
-
-    n_sites = cfg.n_sites
-    key = "lattice.n_sites" if cfg.lattice.kind == "custom" else "lattice.extent"
-    with as_input_error(key):
-        lat_mod.check_size(n_sites)
+    n_sites = _check_sites(cfg)
     s = cfg.sampler
     if s.kind == "exact":
         dim = hilbert(cfg).n_states
@@ -359,6 +354,17 @@ def check_sizes(cfg: Config) -> None:
             "(n_samples / n_chains + n_discard_per_chain) x sweep_size), more than "
             f"the limit {MAX_PROPOSALS_PER_STEP:.0e}",
         )
+
+
+def _check_sites(cfg: Config) -> int:
+    """``cfg.n_sites``, refused above ``nqs.lattice.MAX_SITES``."""
+    from nqs import lattice as lat_mod
+
+    n_sites = cfg.n_sites
+    key = "lattice.n_sites" if cfg.lattice.kind == "custom" else "lattice.extent"
+    with as_input_error(key):
+        lat_mod.check_size(n_sites)
+    return n_sites
 
 
 def memory_limit() -> int:
@@ -384,7 +390,12 @@ def check_memory(cfg: Config, objs: Objects, limit: int | None = None) -> int | 
         InputError: key ``sampler.n_samples``, with the estimate and the limit.
     """
     with keyed("model"):  # the estimate traces the model (abstractly)
-        memory = memory_per_step(cfg, objs)
+        try:
+            memory = memory_per_step(cfg, objs)
+        except SystemExit as err:  # user code of a custom model
+            raise InputError(
+                "model", f"model {cfg.model.kind!r}: SystemExit({err.code}) when called"
+            ) from err
     limit = memory_limit() if limit is None else limit
     if memory is not None and memory > limit:
         gib = 1024**3

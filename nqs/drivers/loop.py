@@ -23,6 +23,7 @@ import numpy as np
 
 from nqs import checkpoint
 from nqs import log as logmod
+from nqs.drivers.thresholds import EarlyStop
 from nqs.drivers.vmc import (
     VMCProblem,
     VMCState,
@@ -40,19 +41,6 @@ MAX_EXACT_DIMENSION = 200_000
 
 class DivergenceError(RuntimeError):
     """Too many consecutive rejected steps; the log holds every step so far."""
-
-
-@dataclasses.dataclass(frozen=True)
-class EarlyStop:
-    """Stop when the energy no longer improves.
-
-    Converged at step t when mean(E over the last patience/2 steps) is not lower than
-    mean(E over the patience/2 steps before) by more than ``rel_tol · |E|`` plus two
-    standard errors of that difference (rejected steps excluded).
-    """
-
-    patience: int = 100
-    rel_tol: float = 1e-5
 
 
 @dataclasses.dataclass(frozen=True)

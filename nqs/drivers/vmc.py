@@ -41,24 +41,8 @@ import numpy as np
 import optax
 
 from nqs import vstate
+from nqs.drivers.thresholds import Safety
 from nqs.sr import SR, choose_solver, gram_formulation, params_to_real, sr_direction
-
-
-@dataclasses.dataclass(frozen=True)
-class Safety:
-    """Thresholds of step rejection and collapse detection (see module docstring)."""
-
-    jump_errors: float = 10.0
-    jump_spread: float = 10.0
-    ema_weight: float = 0.1
-    warmup: int = 20
-    shift_boost: float = 10.0
-    shift_decay: float = 0.5
-    max_consecutive_rejections: int = 10
-    min_acceptance: float = 0.005
-    max_r_hat: float = 1.5
-    variance_tol: float = 1e-10
-    collapse_patience: int = 3
 
 
 @dataclasses.dataclass(frozen=True)
