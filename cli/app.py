@@ -100,6 +100,19 @@ def info() -> None:
 
 
 @app.command()
+def schema() -> None:
+    """The JSON Schema of the config file (for editors and validators).
+
+    Every key with its type, default, allowed values and description. Point an editor
+    at it with a first line ``#:schema <path>`` in a TOML config (Taplo / Even Better
+    TOML); the file ships as docs/nqs-config.schema.json.
+    """
+    from nqs.config import schema as schema_mod
+
+    typer.echo(schema_mod.schema_text(), nl=False)
+
+
+@app.command()
 def check(ctx: typer.Context, config: ConfigArg, set_: SetOption = None) -> None:
     """Validate a config; print it resolved, with sizes and memory. Nothing runs.
 
