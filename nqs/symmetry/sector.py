@@ -179,7 +179,7 @@ def _conjugates(trans, point) -> np.ndarray:
     return out
 
 
-def little_group(lattice, momentum, trans, vectors, point) -> PermutationGroup:
+def _little_group(lattice, momentum, trans, vectors, point) -> PermutationGroup:
     """Point elements p with χ_k(p⁻¹ T_t p) = χ_k(T_t) for every translation t."""
     phase = _phase(lattice, momentum, vectors)
     conj = _conjugates(trans, point)
@@ -187,7 +187,7 @@ def little_group(lattice, momentum, trans, vectors, point) -> PermutationGroup:
     if len(keep) == point.order:
         return point
     linear = None if point.linear is None else point.linear[keep]
-    name = point.name if linear is None else _little_name(linear)
+    name = point.name if linear is None else schoenflies(linear)
     return permutation_group(point.perms[keep], linear, name, labels=True)
 
 
@@ -204,10 +204,6 @@ def _stars(lattice, kind, strides, trans, vectors, point) -> dict:
         hits = np.all(np.abs(moved[:, None, :] - phases[None]) < 1e-9, axis=2)
         stars[m] = tuple(sorted({momenta[i] for i in np.flatnonzero(hits.any(0))}))
     return stars
-
-
-def _little_name(linear: np.ndarray) -> str:
-    return schoenflies(linear)
 
 
 def sector(
@@ -241,7 +237,7 @@ def sector(
     """
     trans, vectors, point = _groups(lattice, group, centre, strides)
     momentum = _momentum(lattice, momentum, group, strides)
-    little = little_group(lattice, momentum, trans, vectors, point)
+    little = _little_group(lattice, momentum, trans, vectors, point)
     star = _stars(lattice, group, strides, trans, vectors, point)[momentum]
     args = (momentum, irrep, spin_flip, trans, vectors, little, star)
     return _sector(lattice, group, *args)
@@ -305,7 +301,7 @@ def all_sectors(
     for momentum, star in stars.items():
         if one_per_star and star[0] != momentum:
             continue
-        little = little_group(lattice, momentum, trans, vectors, point)
+        little = _little_group(lattice, momentum, trans, vectors, point)
         for irrep in little.irrep_labels:
             for flip in (1, -1) if spin_flip else (None,):
                 args = (momentum, irrep, flip, trans, vectors, little, star)
