@@ -12,8 +12,6 @@ from typing import Any
 
 from nqs.config.document import Config
 
-SCHEMA_ID = "https://nqs.dev/nqs-config.schema.json"
-
 
 def _any_of(node: Any) -> Any:
     """``oneOf`` -> ``anyOf``: a section without ``kind`` may match several kinds'
@@ -36,7 +34,6 @@ def json_schema() -> dict[str, Any]:
     schema["properties"]["name"].pop("default", None)
     return {
         "$schema": "https://json-schema.org/draft/2020-12/schema",
-        "$id": SCHEMA_ID,
         "title": "nqs run configuration",
         **{k: v for k, v in schema.items() if k != "title"},
         "description": "TOML config of an nqs run (nqs run CONFIG); see the README.",
