@@ -19,6 +19,7 @@ from nqs.config.sections import (
     Sampler,
     SpinSpace,
     SRPreconditioner,
+    Symmetry,
     VmcDriver,
 )
 from nqs.config.types import NamedTables, NonNegInt, Section, Str
@@ -54,6 +55,9 @@ class Config(Section):
     preconditioner: Preconditioner = Field(
         default_factory=SRPreconditioner, description="gradient preconditioner"
     )
+    symmetry: Symmetry | None = Field(
+        None, description="symmetry sector of exact diagonalisation and the ansatz"
+    )
     observables: NamedTables = Field(
         default_factory=dict,
         description='extra observables: name = { kind = "magnetization", ... }',
@@ -62,6 +66,15 @@ class Config(Section):
     @property
     def n_sites(self) -> int:
         return self.lattice.n_sites
+
+    @property
+    def lattice_axes(self) -> int:
+        """Number of lattice axes (1 for a chain or a custom graph)."""
+        return (
+            2
+            if self.lattice.kind in ("square", "triangular", "honeycomb", "kagome")
+            else 1
+        )
 
     @model_validator(mode="before")
     @classmethod
@@ -82,6 +95,7 @@ class Config(Section):
             )
         _check_hilbert(cfg)
         _check_hamiltonian(cfg)
+        _check_symmetry(cfg)
         return cfg.model_copy(update={"sampler": _resolve_sampler(cfg)})
 
 
@@ -124,6 +138,26 @@ def _check_hamiltonian(cfg: Config) -> None:
             "hamiltonian.sign_rule",
             f"the Marshall sign rule needs a bipartite lattice; {cfg.lattice.kind} "
             "is not",
+        )
+
+
+def _check_symmetry(cfg: Config) -> None:
+    sym, hil = cfg.symmetry, cfg.hilbert
+    if sym is None:
+        return
+    if sym.momentum is not None and len(sym.momentum) != cfg.lattice_axes:
+        raise InputError(
+            "symmetry.momentum",
+            f"expected {cfg.lattice_axes} integer(s), one per lattice axis, got "
+            f"{list(sym.momentum)}",
+        )
+    if sym.spin_flip is not None and not (
+        hil.kind == "spin" and hil.s == 0.5 and hil.total_sz == 0
+    ):
+        raise InputError(
+            "symmetry.spin_flip",
+            "the global spin flip is a symmetry sector only of spin 1/2 with "
+            "hilbert.total_sz = 0",
         )
 
 

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import difflib
 import re
+import typing
 from typing import Any
 
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 
 from nqs.config.sections import UNIONS, kinds_of
 from nqs.config.types import SubkeyError, show
@@ -47,6 +48,14 @@ def _kinds(section: str) -> list[str]:
     return [k for m in UNIONS[section][0] for k in kinds_of(m)]
 
 
+def _section_model(annotation: Any) -> type | None:
+    """The section model of a top-level field (``X`` or ``X | None``), if one."""
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return annotation
+    members = [a for a in typing.get_args(annotation) if isinstance(a, type)]
+    return next((a for a in members if issubclass(a, BaseModel)), None)
+
+
 def _split_loc(loc: tuple) -> tuple[list[str], type | None]:
     """Dotted key parts (union tags and list indices dropped) and the section model."""
     from nqs.config.document import Config
@@ -63,8 +72,7 @@ def _split_loc(loc: tuple) -> tuple[list[str], type | None]:
             continue
         if i == 0:
             field = Config.model_fields.get(item)
-            model = getattr(field, "annotation", None) if field else None
-            model = model if isinstance(model, type) else None
+            model = _section_model(getattr(field, "annotation", None))
         parts.append(str(item))
     return parts, model
 
@@ -125,9 +133,8 @@ def _message(err: dict[str, Any]) -> str:
         bound = next(iter(ctx.values()))
         return f"must be {op} {bound}, got {show(value)}"
     if kind == "literal_error":
-        options = re.findall(r"'([^']*)'", str(ctx.get("expected", "")))
-        if "None" in str(ctx.get("expected", "")) and not options:
-            options = ["none"]
+        expected = str(ctx.get("expected", ""))
+        options = [o.strip("'") for o in re.split(r", | or ", expected) if o]
         return f"expected one of {', '.join(options)}; got {show(value)}"
     if kind in ("too_short", "too_long"):
         n = ctx.get("min_length") if kind == "too_short" else ctx.get("max_length")

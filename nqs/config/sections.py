@@ -387,6 +387,24 @@ class NoPreconditioner(Section):
 
 Preconditioner = kind_union(SRPreconditioner, NoPreconditioner, default="sr")
 
+
+# ---------------------------------------------------------------- [symmetry]
+class Symmetry(Section):
+    group: Literal["translation", "point", "space"] = Field(
+        "space", description="translation, point, or space (translations x point)"
+    )
+    momentum: tuple[Int, ...] | None = Field(
+        None,
+        description="integers n per axis, k = 2 pi n / extent (default all 0)",
+    )
+    irrep: Str | None = Field(
+        None, description="irrep of the little group at k (default the trivial one)"
+    )
+    spin_flip: Literal[1, -1] | None = Field(
+        None, description="global spin flip parity (spin-1/2, total_sz = 0 only)"
+    )
+
+
 #: Section name -> (its union members, default kind) for error messages.
 UNIONS: dict[str, tuple[tuple[type, ...], str | None]] = {
     "lattice": ((BravaisLattice, CustomLattice), None),
