@@ -106,7 +106,8 @@ def test_log_written_before_the_schema_still_loads(tmp_path):
     with h5py.File(run / "log.h5") as f:
         stored = f.attrs["config"]
     cfg = config.loads(stored)
-    assert cfg.name == "tiny-v1" and cfg.optimizer.learning_rate["kind"] == "exponential"
+    assert cfg.name == "tiny-v1"
+    assert cfg.optimizer.learning_rate["kind"] == "exponential"
     runner = CliRunner()
     result = runner.invoke(app, ["analyse", str(run), "--json"])
     assert result.exit_code == 0, result.output
