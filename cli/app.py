@@ -118,9 +118,10 @@ def check(ctx: typer.Context, config: ConfigArg, set_: SetOption = None) -> None
 
     Prints the config with every default filled in (valid TOML), then as comments the
     number of sites, the Hilbert-space dimension, the number of real parameters and an
-    estimate of the memory one optimisation step needs.
+    estimate of the memory one optimisation step needs; with a [symmetry] section
+    the group's order and the sector's dimension.
     """
-    from nqs import build
+    from nqs import build, build_sectors
     from nqs import config as config_mod
 
     with _errors(ctx):
@@ -128,10 +129,13 @@ def check(ctx: typer.Context, config: ConfigArg, set_: SetOption = None) -> None
         objs, memory = build.validate(cfg)
         hil = objs.hilbert
         n_params = build.n_parameters(objs.model, hil)
+        sector = build_sectors.describe(cfg, objs)
         typer.echo(config_mod.resolved_toml(cfg), nl=False)
         typer.echo(f"\n# sites: {hil.n_sites}")
         typer.echo(f"# Hilbert-space dimension: {hil.n_states}")
         typer.echo(f"# parameters (real): {n_params}")
+        if sector is not None:
+            typer.echo(f"# symmetry: {sector}")
         if memory is None:
             typer.echo(f"# driver {cfg.driver.kind}: not available yet (run refuses)")
         else:
@@ -144,26 +148,80 @@ def exact(
     config: ConfigArg,
     set_: SetOption = None,
     as_json: JsonOption = False,
+    sectors: Annotated[
+        bool,
+        typer.Option(
+            "--sectors",
+            help="Lowest energy of every symmetry sector (the [symmetry] group, or "
+            "the largest the lattice and Hamiltonian allow).",
+        ),
+    ] = False,
 ) -> None:
     """Exact ground-state energy and gap by sparse diagonalisation (small systems).
 
+    With a [symmetry] section: the lowest energies of that sector. With --sectors: a
+    table of every sector (momentum, irrep, spin flip, dimension, lowest energy).
     Refuses (exit 2, with the memory estimate) a space too large to diagonalise.
     """
-    from nqs import build
+    from nqs import build, build_sectors
 
     with _errors(ctx):
         cfg = _load(config, set_)
-        res = build.exact_result(cfg)
+        if sectors:
+            res = build_sectors.exact_all_sectors(cfg)
+        elif cfg.symmetry is not None:
+            res = build_sectors.exact_in_sector(cfg)
+        else:
+            res = build.exact_result(cfg)
         if as_json:
             typer.echo(json.dumps(res))
             return
-        typer.echo(f"{cfg.name}: {res['n_sites']} sites, dimension {res['dimension']}")
+        what = "dimension"
+        if "sector" in res:
+            label = res["sector"]
+            what = (
+                f"sector k={label['momentum']} {label['irrep']}"
+                + (
+                    ""
+                    if label["spin_flip"] is None
+                    else f" flip={label['spin_flip']:+d}"
+                )
+                + ", dimension"
+            )
+        typer.echo(f"{cfg.name}: {res['n_sites']} sites, {what} {res['dimension']}")
+        if sectors:
+            typer.echo(_sector_table(res))
         typer.echo(f"E0       = {res['energy']:.12g}")
         typer.echo(f"E0/N     = {res['energy_per_site']:.12g}")
         if "gap" in res:
             typer.echo(f"E1       = {res['first_excited_energy']:.12g}")
             typer.echo(f"E1 - E0  = {res['gap']:.6g}")
         typer.echo(f"time     = {res['wall_time']:.3g} s")
+
+
+def _sector_table(res: dict) -> str:
+    """Rows of ``nqs exact --sectors``, lowest energy first."""
+    rows = sorted(
+        res["sectors"], key=lambda r: (r["energy"] is None, r["energy"] or 0.0)
+    )
+    lines = [
+        f"group {res['group']} (order {res['group_order']}), "
+        f"{len(rows)} sectors (one momentum per star)",
+        f"{'momentum':<12} {'irrep':<6} {'flip':>4} {'dimension':>10} "
+        f"{'energy':>18}  star",
+    ]
+    for r in rows:
+        flip = "" if r["spin_flip"] is None else f"{r['spin_flip']:+d}"
+        energy = (
+            f"{r['energy']:18.12g}"
+            if r["energy"] is not None
+            else f"{'(dim-' + str(r['irrep_dimension']) + ' irrep)':>18}"
+        )
+        lines.append(
+            f"{str(r['momentum']):<12} {r['irrep']:<6} {flip:>4} "
+            f"{r['dimension']:>10} {energy}  {len(r['star'])}"
+        )
+    return "\n".join(lines)
 
 
 def _prepare_run_dir(run_dir: Path, resume: bool, force: bool) -> bool:

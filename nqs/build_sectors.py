@@ -8,6 +8,10 @@ spin flip that does not commute with the Hamiltonian.
 
 from __future__ import annotations
 
+import time
+
+import numpy as np
+
 from nqs import symmetry
 from nqs.config import Config
 from nqs.errors import InputError
@@ -72,3 +76,193 @@ def spin_flip_allowed(cfg: Config, ham) -> bool:
     if not (hil.kind == "spin" and hil.s == 0.5 and hil.total_sz == 0):
         return False
     return symmetry.spin_flip_is_symmetry(ham)
+
+
+def _cycle_lengths(perm: np.ndarray) -> list[int]:
+    seen = np.zeros(len(perm), bool)
+    lengths = []
+    for start in range(len(perm)):
+        if not seen[start]:
+            n, i = 0, start
+            while not seen[i]:
+                seen[i] = True
+                i = perm[i]
+                n += 1
+            lengths.append(n)
+    return lengths
+
+
+def _fixed_points(perm: np.ndarray, n_up: int | None, flip: bool) -> int:
+    """Spin-1/2 configurations (with ``n_up`` up spins if given) that the site map
+    ``perm`` (times the global flip if ``flip``) leaves unchanged."""
+    cycles = _cycle_lengths(perm)
+    if flip:  # constant up to alternating signs on every cycle: even cycles only
+        if any(c % 2 for c in cycles):
+            return 0
+        return 2 ** len(cycles)  # each alternating cycle has as many ups as downs
+    if n_up is None:
+        return 2 ** len(cycles)
+    counts = np.zeros(len(perm) + 1, dtype=object)  # exact big integers
+    counts[0] = 1
+    for c in cycles:
+        counts[c:] = counts[c:] + counts[:-c].copy()
+    return int(counts[n_up])
+
+
+def n_levels(sector, n_sites: int, n_up: int | None) -> int:
+    """Number of multiplets (distinct levels counted with multiplicity) in a sector:
+    (1/M) Σ_g conj(χ(g)) Fix(g), averaged with the flipped maps for a spin-flip
+    sector. Fix(g) counts the configurations g leaves unchanged (cycle structure), so
+    this costs O(M N) and works for irreps of any dimension."""
+    total = 0j
+    for perm, chi in zip(sector.perms, sector.characters, strict=True):
+        fixed = _fixed_points(np.asarray(perm), n_up, False)
+        if sector.spin_flip is not None:
+            fixed = (fixed + sector.spin_flip * _fixed_points(perm, n_up, True)) / 2
+        total += np.conj(chi) * fixed
+    return int(round(total.real / len(sector.perms)))
+
+
+#: Largest sector dimension diagonalised (a float64 Lanczos needs ~10 vectors of it,
+#: the block matrix ~ n_conn entries per state).
+MAX_SECTOR_DIMENSION = 20_000_000
+
+
+def _built(cfg: Config):
+    from nqs import build
+
+    build._check_sites(cfg)
+    lat = build.lattice(cfg)
+    hil = build.hilbert(cfg, lat)
+    ham = build.hamiltonian(cfg, hil, lat)
+    if hil.local_size != 2:
+        raise InputError(
+            "symmetry", "exact diagonalisation in sectors needs spin 1/2 (two states)"
+        )
+    return lat, hil, ham
+
+
+def _n_up(cfg: Config, n_sites: int) -> int | None:
+    sz = cfg.hilbert.total_sz
+    return None if sz is None else int(round(sz + n_sites / 2))
+
+
+def _diagonalise(sector, hil, ham, n_up, k: int) -> tuple[np.ndarray | None, int]:
+    """Lowest ``k`` energies of one sector (None for irreps of dimension > 1, which
+    the block construction does not handle) and its number of levels."""
+    from nqs import exact_sector
+
+    levels = n_levels(sector, hil.n_sites, n_up)
+    if sector.dim != 1 or levels == 0:
+        return None, levels
+    if levels > MAX_SECTOR_DIMENSION:
+        raise InputError(
+            "symmetry",
+            f"sector dimension {levels:.4g} is too large for exact diagonalisation "
+            f"(limit {MAX_SECTOR_DIMENSION:.4g})",
+        )
+    energies, dim = exact_sector.sector_ground_state(ham, hil, sector, k=k)
+    return np.sort(np.real(np.asarray(energies))), dim
+
+
+def exact_in_sector(cfg: Config, k: int = 2) -> dict:
+    """Lowest energies in the ``[symmetry]`` sector of ``cfg``.
+
+    Returns:
+        {"energy", "energy_per_site", "dimension" (of the sector), "n_sites",
+        "wall_time", "sector": {"group", "momentum", "irrep", "spin_flip"},
+        "group_order", and when the sector has two levels "first_excited_energy",
+        "gap"}.
+    """
+    start = time.perf_counter()
+    lat, hil, ham = _built(cfg)
+    sector = config_sector(cfg, lat, ham)
+    if sector.dim != 1:
+        raise InputError(
+            "symmetry.irrep",
+            f"{sector.irrep} is a {sector.dim}-dimensional irrep; exact "
+            "diagonalisation handles one-dimensional irreps only",
+        )
+    energies, dim = _diagonalise(sector, hil, ham, _n_up(cfg, hil.n_sites), k)
+    if dim == 0:
+        raise InputError("symmetry", "this sector holds no state")
+    out = {
+        "energy": float(energies[0]),
+        "energy_per_site": float(energies[0]) / hil.n_sites,
+        "dimension": dim,
+        "n_sites": hil.n_sites,
+        "sector": {"group": sector.group, **sector.label},
+        "group_order": len(sector.perms),
+    }
+    if len(energies) > 1:
+        out["first_excited_energy"] = float(energies[1])
+        out["gap"] = float(energies[1] - energies[0])
+    out["wall_time"] = time.perf_counter() - start
+    return out
+
+
+def exact_all_sectors(cfg: Config) -> dict:
+    """The lowest energy of every sector (one momentum per star: the others of the
+    star have the same spectrum and are listed with it).
+
+    The group is ``symmetry.group`` of the config, or without a ``[symmetry]`` section
+    the largest that commutes with the Hamiltonian; the spin flip is a label when the
+    config asks for it (``symmetry.spin_flip``) or, without a section, whenever it is
+    a symmetry. Returns {"energy" (lowest over the sectors), "energy_per_site",
+    "dimension" (of the whole space), "n_sites", "group", "group_order",
+    "wall_time", "sectors": [{"momentum", "irrep", "spin_flip", "dimension",
+    "energy", "star"}, ...]}; "energy" is None for irreps of dimension > 1
+    (their "dimension" counts their multiplets).
+    """
+    start = time.perf_counter()
+    lat, hil, ham = _built(cfg)
+    sym = cfg.symmetry
+    if sym is not None:
+        kind, flip = sym.group, sym.spin_flip is not None
+        config_sector(cfg, lat, ham)  # the group commutes with ham
+    else:
+        kind, flip = largest_group(lat, ham), spin_flip_allowed(cfg, ham)
+    n_up = _n_up(cfg, hil.n_sites)
+    rows = []
+    for sector in symmetry.all_sectors(lat, kind, spin_flip=flip, one_per_star=True):
+        energies, dim = _diagonalise(sector, hil, ham, n_up, 1)
+        if dim == 0:
+            continue
+        rows.append(
+            {
+                **sector.label,
+                "dimension": dim,
+                "irrep_dimension": sector.dim,
+                "energy": None if energies is None else float(energies[0]),
+                "star": [list(m) for m in sector.star],
+            }
+        )
+    lowest = min(r["energy"] for r in rows if r["energy"] is not None)
+    return {
+        "energy": lowest,
+        "energy_per_site": lowest / hil.n_sites,
+        "dimension": int(hil.n_states),
+        "n_sites": hil.n_sites,
+        "group": kind,
+        "group_order": len(symmetry.group(lat, kind).perms) * (2 if flip else 1),
+        "wall_time": time.perf_counter() - start,
+        "sectors": rows,
+    }
+
+
+def describe(cfg: Config, objs) -> str | None:
+    """One line on the ``[symmetry]`` sector for ``nqs check`` (None without one):
+    group, its order, the sector label and its number of levels."""
+    sector = config_sector(cfg, objs.lattice, objs.hamiltonian)
+    if sector is None:
+        return None
+    n_up = None
+    if objs.hilbert.local_size == 2:
+        n_up = _n_up(cfg, objs.hilbert.n_sites)
+    levels = n_levels(sector, objs.hilbert.n_sites, n_up)
+    flip = "" if sector.spin_flip is None else f", spin flip {sector.spin_flip:+d}"
+    return (
+        f"{sector.group} group of order {len(sector.perms)}; sector momentum "
+        f"{list(sector.momentum)}, irrep {sector.irrep} (dimension {sector.dim})"
+        f"{flip}: {levels} levels"
+    )
