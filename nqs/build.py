@@ -503,6 +503,13 @@ def prepare(cfg: Config) -> Prepared:
             f"the {cfg.driver.kind} driver is not available yet in nqs "
             f'{_version()}; use kind = "vmc"',
         )
+    if cfg.symmetry is not None:
+        raise InputError(
+            "symmetry",
+            f"no ansatz of nqs {_version()} is restricted to a symmetry sector yet, so "
+            "a run would not stay in it; [symmetry] is used by `nqs exact` (remove "
+            "the section to run)",
+        )
     from nqs.drivers import vmc
 
     objs, _ = validate(cfg)

@@ -134,3 +134,14 @@ def test_group_that_breaks_the_hamiltonian_refused():
     with pytest.raises(InputError) as err:
         build_sectors.config_sector(cfg, lat, broken)
     assert err.value.key == "symmetry.group"
+
+
+def test_run_in_a_sector_refused(tmp_path):
+    """No ansatz stays in a sector yet: a run with [symmetry] is refused, nothing
+    written."""
+    path = _write(tmp_path, CHAIN.format(L=6, ham="heisenberg") + "[symmetry]\n")
+    out = tmp_path / "run"
+    result = CliRunner().invoke(app, ["run", path, "-o", str(out)])
+    assert result.exit_code == 2, result.output
+    assert result.stderr.startswith("error: symmetry: no ansatz")
+    assert not out.exists()
