@@ -29,7 +29,6 @@ chunks of states, with no Python loop over states.
 from __future__ import annotations
 
 import dataclasses
-import math
 
 import jax
 import jax.numpy as jnp
@@ -40,10 +39,12 @@ from nqs.exact import ground_state
 
 __all__ = [
     "SectorBasis",
+    "connections_fn",
     "sector_basis",
     "sector_dimension",
     "sector_ground_state",
     "sector_matrix",
+    "sector_spectra",
 ]
 
 _CHUNK = 1 << 16  # configurations per chunk
@@ -273,8 +274,9 @@ def sector_dimension(hilbert, perms, characters=None, spin_flip=None) -> int:
 
 
 # -- block matrix ----------------------------------------------------------------------
-def _conn_fn(op):
-    return jax.jit(lambda sigma: op.get_conn(sigma))
+def connections_fn(op):
+    """Jitted ``op.get_conn``, to share one compilation across sectors."""
+    return jax.jit(op.get_conn)
 
 
 def _to_sigma(codes: np.ndarray, n: int) -> np.ndarray:
@@ -316,19 +318,21 @@ def _column_chunk(basis, conn, start, chunk, dtype_out):
     return row.astype(np.int32), col.astype(np.int32), data.astype(dtype_out)
 
 
-def sector_matrix(op, basis: SectorBasis) -> scipy.sparse.csr_matrix:
+def sector_matrix(op, basis: SectorBasis, conn=None) -> scipy.sparse.csr_matrix:
     """Block matrix <e_s|op|e_r> of an operator commuting with the sector's group.
 
     Args:
         op: ``LocalOperator`` on the basis' spin-1/2 space.
         basis: ``SectorBasis`` from ``sector_basis``.
+        conn: ``connections_fn(op)`` to reuse across sectors (default: a new one).
     Returns:
         (D, D) CSR matrix, float64 if op and characters are real, else complex128.
     """
     is_real = basis.is_real and np.dtype(op.dtype).kind == "f"
     dtype_out = np.float64 if is_real else np.complex128
-    chunk = min(_CHUNK // 4, max(1, basis.dimension))
-    conn = _conn_fn(op)
+    # powers of two, so that sectors of similar size share one compilation
+    chunk = min(_CHUNK // 4, 1 << max(0, basis.dimension - 1).bit_length())
+    conn = connections_fn(op) if conn is None else conn
     rows, cols, data = [], [], []
     for start in range(0, basis.dimension, chunk):
         r, c, d = _column_chunk(basis, conn, start, chunk, dtype_out)
@@ -346,7 +350,7 @@ def sector_matrix(op, basis: SectorBasis) -> scipy.sparse.csr_matrix:
 
 
 def sector_ground_state(
-    ham, hilbert, perms, characters=None, spin_flip=None, k: int = 1
+    ham, hilbert, perms, characters=None, spin_flip=None, k: int = 1, conn=None
 ) -> tuple[np.ndarray, int]:
     """Lowest ``k`` energies of ``ham`` in one sector.
 
@@ -355,12 +359,33 @@ def sector_ground_state(
         hilbert: its spin-1/2 space.
         perms, characters, spin_flip: the sector (see ``sector_basis``).
         k: number of energies (fewer if the sector is smaller).
+        conn: ``connections_fn(ham)`` to reuse across sectors (optional).
     Returns:
         energies: (min(k, D),) float64 ascending; dimension D (int).
     """
     basis = sector_basis(hilbert, perms, characters, spin_flip)
     if basis.dimension == 0:
         return np.zeros(0), 0
-    matrix = sector_matrix(ham, basis)
+    matrix = sector_matrix(ham, basis, conn)
     energies, _ = ground_state(matrix, k=min(k, basis.dimension))
     return np.asarray(energies), basis.dimension
+
+
+def sector_spectra(ham, hilbert, sectors, k: int = 1) -> list[tuple[np.ndarray, int]]:
+    """``sector_ground_state`` of each sector, sharing one compiled ``get_conn``.
+
+    Args:
+        ham: ``LocalOperator``.
+        hilbert: its spin-1/2 space.
+        sectors: sector objects (``perms``, ``characters``, ``spin_flip``) or
+            (perms, characters, spin_flip) tuples.
+        k: energies per sector.
+    Returns:
+        one (energies, dimension) per sector, in order.
+    """
+    conn = connections_fn(ham)
+    out = []
+    for sec in sectors:
+        args = (sec,) if hasattr(sec, "perms") else tuple(sec)
+        out.append(sector_ground_state(ham, hilbert, *args, k=k, conn=conn))
+    return out
