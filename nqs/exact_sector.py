@@ -331,7 +331,7 @@ def sector_matrix(op, basis: SectorBasis, conn=None) -> scipy.sparse.csr_matrix:
     is_real = basis.is_real and np.dtype(op.dtype).kind == "f"
     dtype_out = np.float64 if is_real else np.complex128
     # powers of two, so that sectors of similar size share one compilation
-    chunk = min(_CHUNK // 4, 1 << max(0, basis.dimension - 1).bit_length())
+    chunk = min(_CHUNK // 4, max(1024, 1 << (basis.dimension - 1).bit_length()))
     conn = connections_fn(op) if conn is None else conn
     rows, cols, data = [], [], []
     for start in range(0, basis.dimension, chunk):

@@ -6,6 +6,8 @@ restricted to the range of the dense projector P = (1/|G|) Σ_g conj(χ_g) T_g, 
 full dense spectrum.
 """
 
+import functools
+
 import numpy as np
 import pytest
 
@@ -82,6 +84,14 @@ def dense_sector_spectrum(op, space, perms, chars, spin_flip=None):
     return np.linalg.eigvalsh(h)
 
 
+@functools.cache
+def j1j2_model(kind, extent, total_sz, j2):
+    """(space, op) shared by the tests of one system (one compiled get_conn each)."""
+    lat = getattr(lattice, kind)(extent)
+    space = hilbert.Spin(lat.n_sites, total_sz=total_sz)
+    return space, hamiltonian.j1j2(space, lat, 1.0, j2)
+
+
 _CONN = {}
 
 
@@ -137,8 +147,7 @@ def test_chiral_chain_momenta_match_projection():
 @pytest.mark.parametrize("flip", [1, -1, None], ids=["Z+", "Z-", "noZ"])
 def test_chain_dihedral_matches_projection(n_mom, parity, flip):
     n = 8
-    space = hilbert.Spin(n, total_sz=0)
-    op = hamiltonian.j1j2(space, lattice.chain(n), 1.0, 0.3)
+    space, op = j1j2_model("chain", n, 0, 0.3)
     perms = ring_dihedral(n)
     shifts = np.concatenate([np.arange(n), np.arange(n)])[:, None]
     chars = momentum_chars(shifts, (n_mom,), (n,)).real.round()
@@ -150,8 +159,7 @@ def test_chain_dihedral_matches_projection(n_mom, parity, flip):
 
 @pytest.mark.parametrize("irrep", ["A1", "A2", "B1", "B2"])
 def test_square_c4v_matches_projection(irrep):
-    space = hilbert.Spin(9, total_sz=0.5)
-    op = hamiltonian.j1j2(space, lattice.square(3), 1.0, 0.4)
+    space, op = j1j2_model("square", 3, 0.5, 0.4)
     perms, rs = square_space_group(3)
     r, s = rs.T
     chars = {"A1": 0 * r + 1, "A2": (-1) ** s, "B1": (-1) ** r, "B2": (-1) ** (r + s)}
@@ -194,18 +202,10 @@ def translation_sectors(perms, shifts, extents, flips=(None,)):
 def test_union_of_translation_sectors_is_full_spectrum(case):
     kind, extent, total_sz, flips = case
     if kind == "chain":
-        lat, perms, shifts, extents = (
-            lattice.chain(extent),
-            ring(extent),
-            np.arange(extent)[:, None],
-            (extent,),
-        )
+        perms, shifts, extents = ring(extent), np.arange(extent)[:, None], (extent,)
     else:
-        lat = getattr(lattice, kind)(extent)
-        perms, shifts = torus(*extent)
-        extents = extent
-    space = hilbert.Spin(lat.n_sites, total_sz=total_sz)
-    op = hamiltonian.j1j2(space, lat, 1.0, 0.35)
+        (perms, shifts), extents = torus(*extent), extent
+    space, op = j1j2_model(kind, extent, total_sz, 0.3)
     energies, dims = union(
         op, space, translation_sectors(perms, shifts, extents, flips)
     )
@@ -238,8 +238,7 @@ def test_union_of_dihedral_and_flip_sectors_is_full_spectrum():
 def test_symmetry_module_sectors_union_is_full_spectrum():
     """Sectors from nqs.symmetry (one-dimensional irreps on the chain) are accepted."""
     lat = lattice.chain(8)
-    space = hilbert.Spin(8, total_sz=0)
-    op = hamiltonian.j1j2(space, lat, 1.0, 0.3)
+    space, op = j1j2_model("chain", 8, 0, 0.3)
     energies, dims = [], 0
     for sec in symmetry.all_sectors(lat, "space", spin_flip=True):
         basis = sector_basis(space, sec)
