@@ -141,7 +141,7 @@ def _run(case) -> None:
 
 
 FAST = settings(
-    max_examples=25,
+    max_examples=15,
     deadline=None,
     derandomize=True,
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
