@@ -2,6 +2,7 @@
 
     python benchmarks/exact_sectors.py chain 28      # Heisenberg chain, k=0, P=+1, Z=+1
     python benchmarks/exact_sectors.py j1j2 4 6      # 4x6 J1-J2 (J2=0.5), k=0, Z=+1
+    python benchmarks/exact_sectors.py j1j2 4 6 space  # same, A1 of the point group
 
 Prints the sector dimension, the lowest energy and the wall time of each stage; run
 under ``/usr/bin/time -v`` for the whole process's time and peak memory.
@@ -17,7 +18,7 @@ import numpy as np
 
 jax.config.update("jax_enable_x64", True)
 
-from nqs import hamiltonian, hilbert, lattice  # noqa: E402
+from nqs import hamiltonian, hilbert, lattice, symmetry  # noqa: E402
 from nqs.exact import ground_state  # noqa: E402
 from nqs.exact_sector import sector_basis, sector_matrix  # noqa: E402
 
@@ -37,9 +38,11 @@ def torus_translations(lx: int, ly: int) -> np.ndarray:
     )
 
 
-def run(ham, space, perms, spin_flip) -> None:
+def run(ham, space, perms, spin_flip, characters=None) -> None:
     t0 = time.perf_counter()
-    basis = sector_basis(space, perms, np.ones(len(perms)), spin_flip)
+    if characters is None:
+        characters = np.ones(len(perms))
+    basis = sector_basis(space, perms, characters, spin_flip)
     t1 = time.perf_counter()
     matrix = sector_matrix(ham, basis)
     t2 = time.perf_counter()
@@ -59,8 +62,15 @@ def main(argv: list[str]) -> None:
     elif kind == "j1j2":
         lx, ly = (int(a) for a in argv[1:3]) if len(argv) > 2 else (4, 6)
         space = hilbert.Spin(lx * ly, total_sz=0)
-        ham = hamiltonian.j1j2(space, lattice.square((lx, ly)), 1.0, 0.5)
-        run(ham, space, torus_translations(lx, ly), 1)
+        lat = lattice.square((lx, ly))
+        ham = hamiltonian.j1j2(space, lat, 1.0, 0.5)
+        group = argv[3] if len(argv) > 3 else "translation"
+        if group == "translation":
+            run(ham, space, torus_translations(lx, ly), 1)
+        else:  # nqs.symmetry's sector: k = 0, trivial irrep of the point group
+            sec = symmetry.sector(lat, group, spin_flip=1)
+            print(f"{sec!r}")
+            run(ham, space, sec.perms, sec.spin_flip, sec.characters)
     else:
         raise SystemExit(f"unknown workload {kind!r} (chain | j1j2)")
 

@@ -295,3 +295,12 @@ def test_bad_input():
     sec = [s for s in symmetry.all_sectors(lattice.square(3), "space") if s.dim > 1][0]
     with pytest.raises(NotImplementedError, match="one-dimensional"):
         sector_basis(hilbert.Spin(9), sec)
+
+
+def test_symmetry_module_momentum_convention_matches_projection():
+    """A nqs.symmetry sector at k = 2π/8 of the chiral chain (k and -k differ)."""
+    space, op = chiral_chain(8)
+    sec = symmetry.sector(lattice.chain(8), "translation", momentum=(1,))
+    ours = spectrum(op, space, sec.perms, sec.characters)
+    ref = dense_sector_spectrum(op, space, sec.perms, sec.characters)
+    np.testing.assert_allclose(ours, ref, atol=1e-10)
