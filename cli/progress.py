@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -57,7 +58,7 @@ class Reporter:
         hil = self.prep.objects.hilbert
         cfg = self.prep.cfg
         self.console.print(
-            f"{cfg.name}: {hil.n_sites} sites, dimension {hil.n_states:.4g}, "
+            f"{cfg.name}: {hil.n_sites} sites, dimension {Decimal(int(hil.n_states)):.4g}, "
             f"{self.prep.n_parameters} parameters, "
             f"~{format_bytes(record['memory'])} per step -> {self.run_dir}"
         )
