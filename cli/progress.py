@@ -57,8 +57,9 @@ class Reporter:
     def _header(self, record: dict) -> None:
         hil = self.prep.objects.hilbert
         cfg = self.prep.cfg
+        dimension = Decimal(int(hil.n_states))  # exact: a float overflows at 2^1024
         self.console.print(
-            f"{cfg.name}: {hil.n_sites} sites, dimension {Decimal(int(hil.n_states)):.4g}, "
+            f"{cfg.name}: {hil.n_sites} sites, dimension {dimension:.4g}, "
             f"{self.prep.n_parameters} parameters, "
             f"~{format_bytes(record['memory'])} per step -> {self.run_dir}"
         )
