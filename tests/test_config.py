@@ -225,6 +225,22 @@ BAD = {
         "hamiltonian.J2",
         "missing",
     ),
+    "deep-wrong-type": ('[lattice]\nextent = "4"\n', "lattice.extent", "list"),
+    "float-for-int": ("[sampler]\nn_chains = 16.0\n", "sampler.n_chains", "integer"),
+    "key-of-other-kind-heisenberg": (
+        '[hamiltonian]\nkind = "heisenberg"\nh = 1.0\n',
+        "hamiltonian.h",
+        'not a key of hamiltonian.kind = "heisenberg"',
+    ),
+    "unknown-section-far": ("[solver]\nkind = 1\n", "solver", "unknown section"),
+    "unknown-driver-key": ("[driver]\nn_step = 10\n", "driver.n_step", "`n_steps`"),
+    "nan-in-schedule": (
+        '[optimizer]\nlearning_rate = { kind = "cosine", init_value = nan }\n',
+        "optimizer.learning_rate.init_value",
+        "finite",
+    ),
+    "name-dotdot": ('name = ".."\n', "name", "path component"),
+    "bool-for-number": ("[hamiltonian]\nh = true\n", "hamiltonian.h", "number"),
 }
 
 
@@ -232,7 +248,7 @@ def _merge(extra: str) -> str:
     """BASE with the tables of ``extra`` merged in; a table naming a kind replaces."""
     data = tomllib.loads(BASE)
     for name, table in tomllib.loads(extra).items():
-        if "kind" in table:
+        if not isinstance(table, dict) or "kind" in table:
             data[name] = table
         else:
             data.setdefault(name, {}).update(table)
