@@ -147,7 +147,9 @@ def _n_up(cfg: Config, n_sites: int) -> int | None:
     return None if sz is None else int(round(sz + n_sites / 2))
 
 
-def _diagonalise(sector, hil, ham, n_up, k: int) -> tuple[np.ndarray | None, int]:
+def _diagonalise(
+    sector, hil, ham, n_up, k: int, conn=None
+) -> tuple[np.ndarray | None, int]:
     """Lowest ``k`` energies of one sector (None for irreps of dimension > 1, which
     the block construction does not handle) and its number of levels."""
     from nqs import exact_sector
@@ -161,7 +163,7 @@ def _diagonalise(sector, hil, ham, n_up, k: int) -> tuple[np.ndarray | None, int
             f"sector dimension {levels:.4g} is too large for exact diagonalisation "
             f"(limit {MAX_SECTOR_DIMENSION:.4g})",
         )
-    energies, dim = exact_sector.sector_ground_state(ham, hil, sector, k=k)
+    energies, dim = exact_sector.sector_ground_state(ham, hil, sector, k=k, conn=conn)
     return np.sort(np.real(np.asarray(energies))), dim
 
 
@@ -222,10 +224,13 @@ def exact_all_sectors(cfg: Config) -> dict:
         config_sector(cfg, lat, ham)  # the group commutes with ham
     else:
         kind, flip = largest_group(lat, ham), spin_flip_allowed(cfg, ham)
+    from nqs import exact_sector
+
     n_up = _n_up(cfg, hil.n_sites)
+    conn = exact_sector.connections_fn(ham)  # one compilation for every sector
     rows = []
     for sector in symmetry.all_sectors(lat, kind, spin_flip=flip, one_per_star=True):
-        energies, dim = _diagonalise(sector, hil, ham, n_up, 1)
+        energies, dim = _diagonalise(sector, hil, ham, n_up, 1, conn)
         if dim == 0:
             continue
         rows.append(
