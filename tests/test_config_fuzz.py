@@ -160,14 +160,14 @@ def test_one_step_run_of_mutated_configs(case):
     _run(case)
 
 
-@pytest.mark.slow
+@pytest.mark.fuzz
 @settings(FAST, max_examples=300)
 @given(mutations(small=False))
 def test_check_of_mutated_configs_many(case):
     _check(case)
 
 
-@pytest.mark.slow
+@pytest.mark.fuzz
 @settings(FAST, max_examples=40)
 @given(mutations(small=True))
 def test_one_step_run_of_mutated_configs_many(case):
