@@ -8,7 +8,7 @@ that are recorded) after compilation, with ``block_until_ready``; reports the me
 the repeats. Samples/s counts the recorded samples only; proposals/s counts every
 Metropolis proposal (discarded sweeps included) of all chains. With ``--configs``, also
 times ``nqs.sampler.sample`` for the sampler, model and initial state that
-``nqs.build.prepare`` makes from each TOML file (one VMC step's sampling), and reports
+``nqs.prepare.prepare`` makes from each TOML file (one VMC step's sampling), and reports
 the time per sequential Metropolis move. Set ``OPENBLAS_NUM_THREADS=1`` for figures
 comparable with a VMC run.
 """
@@ -24,8 +24,8 @@ import jax
 
 jax.config.update("jax_enable_x64", True)
 
-import nqs.build  # noqa: E402
 import nqs.config  # noqa: E402
+import nqs.prepare  # noqa: E402
 import nqs.sampler  # noqa: E402
 from nqs.hilbert import Spin  # noqa: E402
 from nqs.models import RBM  # noqa: E402
@@ -65,7 +65,7 @@ def bench(n_sites: int, n_chains: int, n_samples: int, repeats: int) -> dict:
 
 
 def bench_config(path: str, repeats: int) -> dict:
-    prep = nqs.build.prepare(nqs.config.load(path))
+    prep = nqs.prepare.prepare(nqs.config.load(path))
     sampler, model = prep.problem.sampler, prep.problem.model
     params, state = prep.state.params, prep.state.sampler_state
     jax.block_until_ready(nqs.sampler.sample(sampler, model, params, state))

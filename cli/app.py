@@ -121,12 +121,12 @@ def check(ctx: typer.Context, config: ConfigArg, set_: SetOption = None) -> None
     estimate of the memory one optimisation step needs; with a [symmetry] section
     the group's order and the sector's dimension.
     """
-    from nqs import build, build_sectors
+    from nqs import build, build_sectors, prepare
     from nqs import config as config_mod
 
     with _errors(ctx):
         cfg = _load(config, set_)
-        objs, memory = build.validate(cfg)
+        objs, memory = prepare.validate(cfg)
         hil = objs.hilbert
         n_params = build.n_parameters(objs.model, hil)
         sector = build_sectors.describe(cfg, objs)
@@ -411,7 +411,7 @@ def run(
     Shows a progress bar (energy ± error, variance, acceptance, time per step) and
     ends with a summary line. A run killed at any point continues with --resume.
     """
-    from nqs import analysis, build
+    from nqs import analysis, prepare
 
     from . import progress as progress_mod
 
@@ -420,7 +420,7 @@ def run(
             raise InputError("--force", "cannot be combined with --resume")
         cfg = _load(config, set_)
         run_dir = out if out is not None else Path("runs") / cfg.name
-        prep = build.prepare(cfg)  # built and checked: nothing written before this
+        prep = prepare.prepare(cfg)  # built and checked: nothing written before this
         replace = _prepare_run_dir(run_dir, resume, force)
         if resume:
             _check_resume_config(run_dir, cfg)
@@ -434,7 +434,7 @@ def run(
                 on_progress(record)
                 reporter.report(record)
 
-            result = build.execute(prep, run_dir, resume=resume, progress=report)
+            result = prepare.execute(prep, run_dir, resume=resume, progress=report)
         summary = analysis.summarize(analysis.load_run(run_dir))
         typer.echo(progress_mod.final_line(summary, result))
 

@@ -32,7 +32,7 @@ class Reporter:
     """Context manager turning ``progress`` records of a run into terminal output.
 
     Args:
-        prep: ``nqs.build.Prepared`` of the run (for sizes in the header).
+        prep: ``nqs.prepare.Prepared`` of the run (for sizes in the header).
         run_dir: the run directory (shown in the header).
         quiet: print nothing (the caller prints the final line).
     """

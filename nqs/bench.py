@@ -52,14 +52,14 @@ def bench_config(
         first call), "time_per_step" (s, median), "time_per_step_min",
         "samples_per_second", "steps"}.
     """
-    from nqs import build
     from nqs import config as config_mod
+    from nqs import prepare
     from nqs.drivers import vmc
 
     if n_steps < 1:
         raise InputError("--steps", f"must be >= 1, got {n_steps}")
     cfg = config_mod.load(path, overrides=overrides)
-    prep = build.prepare(cfg)
+    prep = prepare.prepare(cfg)
     state = prep.state
     start = time.perf_counter()
     state, info = vmc.vmc_step(prep.problem, state)

@@ -131,7 +131,7 @@ MAX_SECTOR_DIMENSION = 20_000_000
 def _built(cfg: Config):
     from nqs import build
 
-    build._check_sites(cfg)
+    build.check_sites(cfg)
     lat = build.lattice(cfg)
     hil = build.hilbert(cfg, lat)
     ham = build.hamiltonian(cfg, hil, lat)
