@@ -117,8 +117,9 @@ def check(ctx: typer.Context, config: ConfigArg, set_: SetOption = None) -> None
     """Validate a config; print it resolved, with sizes and memory. Nothing runs.
 
     Prints the config with every default filled in (valid TOML), then as comments the
-    number of sites, the Hilbert-space dimension, the number of real parameters and an
-    estimate of the memory one optimisation step needs; with a [symmetry] section
+    number of sites, the Hilbert-space dimension (and, for a full-sum sampler, the
+    number of basis states summed), the number of real parameters and an estimate of
+    the memory one optimisation step needs; with a [symmetry] section
     the group's order and the sector's dimension.
     """
     from nqs import build, build_sectors, prepare
@@ -133,6 +134,8 @@ def check(ctx: typer.Context, config: ConfigArg, set_: SetOption = None) -> None
         typer.echo(config_mod.resolved_toml(cfg), nl=False)
         typer.echo(f"\n# sites: {hil.n_sites}")
         typer.echo(f"# Hilbert-space dimension: {hil.n_states}")
+        if cfg.sampler.kind == "full_sum":
+            typer.echo(f"# full sum over {hil.n_states} basis states (no sampling)")
         typer.echo(f"# parameters (real): {n_params}")
         if sector is not None:
             typer.echo(f"# symmetry: {sector}")

@@ -27,8 +27,8 @@ from nqs.errors import InputError
 MAX_EXACT_DIMENSION = 40_000_000
 
 
-#: Largest Hilbert space the exact sampler enumerates (it evaluates the model on
-#: every state at every step): 2^20 states, a 20-site spin-1/2 chain.
+#: Largest Hilbert space the exact and full-sum samplers enumerate (they evaluate the
+#: model on every state at every step): 2^20 states, a 20-site spin-1/2 chain.
 MAX_ENUMERATION = 2**20
 
 #: Most Metropolis proposals one step may make,
@@ -136,11 +136,13 @@ def rule(cfg: Config, hil, lat, ham):
 
 
 def sampler(cfg: Config, hil, lat, ham):
-    """The sampler of ``[sampler]`` (Metropolis or exact enumeration)."""
+    """The sampler of ``[sampler]`` (Metropolis, exact draws or the full sum)."""
     from nqs import sampler as smp_mod
 
     s = cfg.sampler
     with as_input_error("sampler"):
+        if s.kind == "full_sum":
+            return smp_mod.FullSumSampler(hil)
         if s.kind == "exact":
             return smp_mod.ExactSampler(
                 hil, n_samples=s.n_samples, power=s.power, n_chains=s.n_chains
@@ -223,15 +225,15 @@ def n_parameters(module, hil) -> int:
 def memory_per_step(cfg: Config, objs: Objects) -> int | None:
     """Estimated peak bytes of one driver step (None if the driver is not available).
 
-    The exact sampler adds its enumeration: every state (int8) and its log-amplitude,
-    probabilities and draw (complex128, float64 x 2).
+    The exact and full-sum samplers add their enumeration: every state (int8) and its
+    log-amplitude, probabilities and draw or weight (complex128, float64 x 2).
     """
     if cfg.driver.kind != "vmc":
         return None
     from nqs.drivers import vmc
 
     memory = vmc.estimate_memory(vmc_problem(cfg, objs))
-    if cfg.sampler.kind == "exact":
+    if cfg.sampler.kind in ("exact", "full_sum"):
         memory += int(objs.hilbert.n_states) * (objs.hilbert.n_sites + 32)
     return memory
 
@@ -330,9 +332,9 @@ def check_sizes(cfg: Config) -> None:
     """Refuse what is too big to build or run, from the config alone (fast).
 
     Checks the number of sites (``nqs.lattice.MAX_SITES``), the size of the space the
-    exact sampler enumerates (``MAX_ENUMERATION``) and the Metropolis proposals of one
-    step (``MAX_PROPOSALS_PER_STEP``); the memory of a step is checked once the
-    objects exist (:func:`check_memory`).
+    exact and full-sum samplers enumerate (``MAX_ENUMERATION``) and the Metropolis
+    proposals of one step (``MAX_PROPOSALS_PER_STEP``); the memory of a step is checked
+    once the objects exist (:func:`check_memory`).
 
     Raises:
         InputError: one line with the estimate and the limit.
@@ -345,6 +347,15 @@ def check_sizes(cfg: Config) -> None:
             raise InputError(
                 "sampler.kind",
                 f"the exact sampler enumerates all {dim:.4g} states at every step; "
+                f'the limit is {MAX_ENUMERATION:,} (use kind = "metropolis")',
+            )
+        return
+    if s.kind == "full_sum":
+        dim = hilbert(cfg).n_states
+        if dim > MAX_ENUMERATION:
+            raise InputError(
+                "sampler.kind",
+                f"the full sum runs over all {dim:.4g} basis states at every step; "
                 f'the limit is {MAX_ENUMERATION:,} (use kind = "metropolis")',
             )
         return

@@ -52,7 +52,8 @@ def check_memory(cfg: Config, objs: Objects, limit: int | None = None) -> int | 
     Returns:
         The estimate in bytes (None for a driver without an estimate).
     Raises:
-        InputError: key ``sampler.n_samples``, with the estimate and the limit.
+        InputError: key ``sampler.n_samples`` (``sampler.kind`` for the full sum, which
+            has no sample count), with the estimate and the limit.
     """
     with keyed("model"):  # the estimate traces the model (abstractly)
         try:
@@ -64,10 +65,12 @@ def check_memory(cfg: Config, objs: Objects, limit: int | None = None) -> int | 
     limit = memory_limit() if limit is None else limit
     if memory is not None and memory > limit:
         gib = 1024**3
+        full_sum = cfg.sampler.kind == "full_sum"
+        fewer = 'kind = "metropolis"' if full_sum else "fewer samples"
         raise InputError(
-            "sampler.n_samples",
+            "sampler.kind" if full_sum else "sampler.n_samples",
             f"one step needs about {memory / gib:.3g} GiB, more than the "
-            f"{limit / gib:.3g} GiB of this machine; use fewer samples or a smaller "
+            f"{limit / gib:.3g} GiB of this machine; use {fewer} or a smaller "
             "model, or set driver.chunk_size",
         )
     return memory

@@ -1,10 +1,18 @@
-"""Samplers of configurations from |psi(sigma)|^p: Markov-chain Metropolis and exact.
+"""Samplers of configurations from |psi(sigma)|^p: Markov-chain Metropolis, exact
+i.i.d. draws, and the full sum over the basis.
 
-Both samplers are frozen dataclasses (static jit arguments) with the same interface::
+The samplers are frozen dataclasses (static jit arguments) with the same interface::
 
     state = sampler.init(model, params, key)                    # SamplerState
     samples, state = sampler.sample(model, params, state)
     # samples: (n_chains, n_samples_per_chain, n_sites) int8
+    weights = sample_weights(sampler, model, params, samples)
+    # None (Monte Carlo: every sample weighs 1/n) or (n_chains, n_per_chain) float64
+
+Per-sample weights are how estimators tell the two apart: Metropolis and exact draws
+are Monte Carlo samples of |psi|^p (``weights = None``); :class:`FullSumSampler`
+returns every basis state once and :func:`sample_weights` their Born probabilities
+|psi|^2 / sum |psi|^2, which ``nqs.vstate`` and ``nqs.sr`` turn into exact sums.
 
 ``model`` is a Flax module, ``params`` the variables pytree passed to ``model.apply``
 as is (what ``model.init`` returns), mapping (batch, n_sites) int8 configurations to
@@ -273,6 +281,100 @@ class ExactSampler:
             n_proposed=jnp.asarray(n_per, dtype=jnp.int64),
         )
         return samples, new
+
+
+@dataclasses.dataclass(frozen=True)
+class FullSumSampler:
+    """Every basis state once, for exact sums instead of Monte Carlo (small spaces).
+
+    ``sample`` returns ``hilbert.all_states()`` in basis order as one "chain" of
+    shape (1, n_states, n_sites); the estimators weigh the states by their Born
+    probabilities (:func:`sample_weights`), so expectation values, gradients and S
+    carry no sampling noise. The state holds only the PRNG key (unused) and
+    counters; ``acceptance`` reports 1 after a ``sample`` call.
+
+    Attributes:
+        hilbert: ``nqs.hilbert`` space with ``all_states()``.
+    """
+
+    hilbert: Any
+
+    @property
+    def n_chains(self) -> int:
+        """1: the basis is one block of samples."""
+        return 1
+
+    @property
+    def n_samples_per_chain(self) -> int:
+        """The number of basis states."""
+        return int(self.hilbert.n_states)
+
+    @property
+    def n_samples(self) -> int:
+        """The number of basis states."""
+        return self.n_samples_per_chain
+
+    def init(self, model, params, key: jax.Array) -> SamplerState:
+        """State holding the PRNG key and the first basis state."""
+        return init(self, model, params, key)
+
+    def sample(self, model, params, state: SamplerState):
+        """The whole basis, (1, n_states, n_sites) int8 in basis order; new state."""
+        return sample(self, model, params, state)
+
+    def _states(self) -> jax.Array:
+        return jnp.asarray(np.asarray(self.hilbert.all_states(), dtype=np.int8))
+
+    def _init(self, model, params, key):
+        sigma = self._states()[:1]
+        return SamplerState(
+            sigma=sigma,
+            log_prob=_log_prob(model, params, sigma, 2.0),
+            key=key,
+            n_accepted=jnp.zeros(1, dtype=jnp.int64),
+            n_proposed=jnp.zeros((), dtype=jnp.int64),
+        )
+
+    def _sample(self, model, params, state):
+        states = self._states()
+        new = SamplerState(
+            sigma=states[:1],
+            log_prob=_log_prob(model, params, states[:1], 2.0),
+            key=state.key,
+            n_accepted=jnp.ones(1, dtype=jnp.int64),
+            n_proposed=jnp.ones((), dtype=jnp.int64),
+        )
+        return states[None], new
+
+
+def sample_weights(sampler, model, params, samples: jax.Array) -> jax.Array | None:
+    """Per-sample weights of the estimators: None for Monte Carlo samples.
+
+    For :class:`FullSumSampler` samples (the whole basis) the Born probabilities
+    w(sigma) = |psi(sigma)|^2 / sum |psi|^2 = softmax(2 Re log psi), exactly 0 where
+    psi = 0; for any other sampler None, meaning equal weights 1/n. The choice is
+    made in Python from the sampler's type, so a Monte Carlo step compiles without
+    any weights.
+
+    Args:
+        sampler: the sampler that drew ``samples``.
+        model: Flax module; apply maps (b, n_sites) int8 to (b,) log psi.
+        params: variables pytree of ``model``.
+        samples: (n_chains, n_samples_per_chain, n_sites) int8, what
+            ``sampler.sample`` returned.
+    Returns:
+        (n_chains, n_samples_per_chain) float64 summing to one (i.e. (1, n_states)),
+        or None.
+    """
+    if not isinstance(sampler, FullSumSampler):
+        return None
+    return _born_weights(model, params, samples)
+
+
+@functools.partial(jax.jit, static_argnums=0)
+def _born_weights(model, params, samples: jax.Array) -> jax.Array:
+    log_psi = model.apply(params, samples.reshape(-1, samples.shape[-1]))
+    return jax.nn.softmax(2.0 * jnp.real(log_psi)).reshape(samples.shape[:-1])
 
 
 @functools.partial(jax.jit, static_argnums=(0, 1))

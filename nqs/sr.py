@@ -13,6 +13,19 @@ so that ``S = XᵀX = Re<ΔO†ΔO>`` and the energy gradient is ``G = 2 Xᵀe``
 
     (S + D) δ = G,     D = diag_shift · I + diag_scale · diag(S).
 
+Weighted samples (``weights`` w_i ≥ 0 summing to one, e.g. the Born probabilities of
+a full sum over the basis, ``nqs.sampler.sample_weights``): the averages become
+weighted sums, ``<O_k> = Σ_j w_j O_jk``, and the rows
+
+    X_i = √w_i (O_i − Σ_j w_j O_j),     e_i = √w_i (r_i − Σ_j w_j r_j),
+
+so ``S = XᵀX`` and ``G = 2 Xᵀe`` are the exact ``Re<ΔO†ΔO>`` and ``2 Re<ΔO* ΔE>``.
+Monte Carlo samples are the case ``w_i = 1/n`` (``weights = None``, which computes
+the rows as above without any weights). Every solver takes the same rows; samples
+of zero weight (ψ = 0) give zero rows and are evaluated at the heaviest sample
+instead (``nqs.vstate.safe_rows``), so their infinite log ψ never gives NaN.
+:func:`real_jacobian` and :func:`real_residual` return X and e.
+
 Convention: for real parameters this is the system NetKet's SR preconditioner solves
 (its gradient of a real parameter is ``2 Re F`` with ``F = <ΔO* ΔE>``, its QGT is
 ``Re S``), so ``learning_rate`` of an SGD step ``θ ← θ − η δ`` means the same as in
@@ -31,7 +44,8 @@ own parameters (complex derivatives for complex parameters; only for models that
 real, or holomorphic in all-complex parameters). ``minsr`` then builds the kernel
 ``X Xᵀ = H G H / n`` (``H`` centres) from it and gets ``Xᵀy`` by one vector-Jacobian
 product, so the Jacobian is never formed: for an RBM the kernel costs
-``n² (N + M)`` instead of ``n² N M`` (``nqs.models.RBM``).
+``n² (N + M)`` instead of ``n² N M`` (``nqs.models.RBM``); with weights the kernel is
+``W^½ (I − 1wᵀ) G (I − w1ᵀ) W^½``.
 When every parameter is complex and the samples satisfy the Cauchy-Riemann equations
 ``O_y = i O_x`` (a holomorphic ansatz; checked inside the step), ``dense`` and ``minsr``
 solve the equivalent complex system ``(S_c + D) δ = 2F`` of half the size instead.
@@ -58,6 +72,7 @@ from nqs.sr_solvers import (
     solve_dense,
     solve_minsr,
 )
+from nqs.vstate import safe_rows
 
 __all__ = [
     "GRAM_METHOD",
@@ -69,6 +84,7 @@ __all__ = [
     "natural_gradient",
     "params_to_real",
     "real_jacobian",
+    "real_residual",
     "solve_cg",
     "solve_dense",
     "solve_minsr",
@@ -167,17 +183,26 @@ def _real_log_psi(model, unravel, is_cplx: bool):
     return f
 
 
-def real_jacobian(model, params, sigma, chunk_size=None) -> jax.Array:
-    """Centred real-formulation Jacobian X (m, P), m = n or 2n, rows scaled by 1/√n.
+def real_jacobian(model, params, sigma, chunk_size=None, weights=None) -> jax.Array:
+    """Centred real-formulation Jacobian X (m, P), with S = XᵀX.
+
+    Rows ``(O_i − mean_j O_j) / √n`` (Monte Carlo), or with weights
+    ``√w_i (O_i − Σ_j w_j O_j)`` (zero for w_i = 0); for a complex log ψ the rows of
+    the real parts come first, then those of the imaginary parts (m = 2n), else m = n.
+    Together with :func:`real_residual` the force is ``F = Xᵀe`` (G = 2F).
 
     Args:
         model: Flax module; apply maps (b, n_sites) int8 to (b,) log ψ.
         params: parameter pytree.
         sigma: (n, n_sites) int8 samples.
         chunk_size: evaluate per-sample Jacobians in chunks of this many samples.
+        weights: None (Monte Carlo), or (n,) float64 weights summing to one.
     Returns:
-        (m, P) float64.
+        (m, P) float64, P = number of real parameters (``params_to_real``).
     """
+    if weights is not None:
+        weights = weights.reshape(-1)
+        sigma = safe_rows(sigma, weights)
     theta, unravel = params_to_real(params)
     is_cplx = _is_complex_output(model, params, sigma)
     f = _real_log_psi(model, unravel, is_cplx)
@@ -189,24 +214,51 @@ def real_jacobian(model, params, sigma, chunk_size=None) -> jax.Array:
     if chunk_size is None or chunk_size >= n:
         jac = jax.vmap(one)(sigma)
     else:
-        if n % chunk_size:
-            raise ValueError(f"chunk_size {chunk_size} must divide n_samples {n}")
-        chunks = sigma.reshape(n // chunk_size, chunk_size, -1)
+        n_chunks = -(-n // chunk_size)
+        pad = n_chunks * chunk_size - n  # padded with copies of the first row
+        rows = sigma
+        if pad:
+            rows = jnp.concatenate(
+                [sigma, jnp.broadcast_to(sigma[:1], (pad,) + sigma.shape[1:])]
+            )
+        chunks = rows.reshape(n_chunks, chunk_size, -1)
         jac = jax.lax.map(jax.vmap(one), chunks)
-        jac = jac.reshape((n,) + jac.shape[2:])
+        jac = jac.reshape((n + pad,) + jac.shape[2:])[:n]
     # jac: (n, 1, P) or (n, 2, 1, P)
     jac = jnp.moveaxis(jac[:, :, 0, :], 1, 0) if is_cplx else jac[:, 0, :][None]
-    jac = jac - jnp.mean(jac, axis=1, keepdims=True)
-    return jac.reshape(-1, jac.shape[-1]) / jnp.sqrt(n)
+    if weights is None:
+        jac = jac - jnp.mean(jac, axis=1, keepdims=True)
+        return jac.reshape(-1, jac.shape[-1]) / jnp.sqrt(n)
+    w = weights.astype(jac.dtype)
+    jac = jac - jnp.einsum("i,cip->cp", w, jac)[:, None]
+    return (jnp.sqrt(w)[:, None] * jac).reshape(-1, jac.shape[-1])
 
 
-def _real_residual(e_loc: jax.Array, is_cplx: bool) -> jax.Array:
-    """Centred local energies in the real formulation, (m,) / √n."""
-    e = e_loc.reshape(-1)
+def real_residual(r: jax.Array, is_cplx: bool, weights=None) -> jax.Array:
+    """Centred per-sample residual e in the rows of :func:`real_jacobian`.
+
+    ``(r_i − mean r) / √n`` (Monte Carlo) or ``√w_i (r_i − Σ_j w_j r_j)`` (zero for
+    w_i = 0, whatever r_i is); the real parts, then for ``is_cplx`` the imaginary
+    parts. With r = E_loc, ``Xᵀe = Re<ΔO* ΔE>`` is half the energy gradient.
+
+    Args:
+        r: (...) float64 or complex128 per-sample values (flattened).
+        is_cplx: whether log ψ is complex (the rows of :func:`real_jacobian`).
+        weights: None (Monte Carlo), or (...) float64 weights summing to one.
+    Returns:
+        (m,) float64, m = n or 2n.
+    """
+    e = r.reshape(-1)
     n = e.shape[0]
-    de = e - jnp.mean(e)
+    if weights is None:
+        de = e - jnp.mean(e)
+        parts = [de.real, de.imag] if is_cplx else [de.real]
+        return jnp.concatenate(parts) / jnp.sqrt(n)
+    w = weights.reshape(-1)
+    e = jnp.where(w != 0, e, 0)
+    de = jnp.sqrt(w) * (e - jnp.sum(w * e))
     parts = [de.real, de.imag] if is_cplx else [de.real]
-    return jnp.concatenate(parts) / jnp.sqrt(n)
+    return jnp.concatenate(parts)
 
 
 def choose_solver(sr: SR, n_rows: int, n_params: int, use_gram: bool = False) -> str:
@@ -256,6 +308,7 @@ def natural_gradient(
     chunk_size: int | None = None,
     *,
     shift_multiplier=1.0,
+    weights: jax.Array | None = None,
 ) -> tuple[Any, dict]:
     """Solve (S + D) x = 2 Re<ΔO* Δr> for a per-sample residual r; x like ``params``.
 
@@ -272,11 +325,16 @@ def natural_gradient(
         chunk_size: chunking of the per-sample Jacobian.
         shift_multiplier: multiplies the shift (the driver raises it after a rejected
             step).
+        weights: None (Monte Carlo averages), or (...,) float64 per-sample weights
+            summing to one (exact weighted sums; see the module docstring).
     Returns:
         (x: pytree like params, complex leaves as δx + iδy;
          info: {"diag_shift": (), "grad_norm": () norm of the right-hand side}).
     """
     sigma = samples.reshape(-1, samples.shape[-1])
+    if weights is not None:
+        weights = weights.reshape(-1)
+        sigma = safe_rows(sigma, weights)
     theta, unravel = params_to_real(params)
     is_cplx = _is_complex_output(model, params, sigma)
     n_rows = sigma.shape[0] * (2 if is_cplx else 1)
@@ -285,16 +343,18 @@ def natural_gradient(
     shift = sr.shift(step) * shift_multiplier
     if solver == "minsr" and gram is not None:
         holomorphic = gram == "holomorphic"
-        x, g_norm = gram_solve(model, params, sigma, residual, shift, holomorphic)
+        x, g_norm = gram_solve(
+            model, params, sigma, residual, shift, holomorphic, weights
+        )
         return x, {"diag_shift": shift, "grad_norm": g_norm}
 
-    eps = _real_residual(residual, is_cplx)
+    eps = real_residual(residual, is_cplx, weights)
     if solver == "cg":
-        matvec, xt = _jacobian_closures(model, params, sigma, is_cplx)
+        matvec, xt = _jacobian_closures(model, params, sigma, is_cplx, weights)
         g = 2.0 * xt(eps)
         x, _ = solve_cg(matvec, g, shift, tol=sr.cg_tol, maxiter=sr.cg_maxiter)
     else:
-        X = real_jacobian(model, params, sigma, chunk_size)
+        X = real_jacobian(model, params, sigma, chunk_size, weights)
         g = 2.0 * X.T @ eps
         split = _complex_columns(params) if is_cplx else None
 
@@ -328,6 +388,7 @@ def sr_direction(
     chunk_size: int | None = None,
     *,
     shift_multiplier=1.0,
+    weights: jax.Array | None = None,
 ) -> tuple[Any, dict]:
     """Natural-gradient direction δ = (S + D)⁻¹ G, as a pytree like ``params``.
 
@@ -341,6 +402,8 @@ def sr_direction(
         chunk_size: chunking of the per-sample Jacobian.
         shift_multiplier: multiplies the shift (the driver raises it after a rejected
             step).
+        weights: None (Monte Carlo), or (...,) float64 per-sample weights summing to
+            one (e.g. the Born probabilities of a full sum: exact S and G).
     Returns:
         (direction: pytree like params, info: {"diag_shift", "grad_norm"}), where
         grad_norm is the norm of the energy gradient G.
@@ -354,6 +417,7 @@ def sr_direction(
         step,
         chunk_size,
         shift_multiplier=shift_multiplier,
+        weights=weights,
     )
 
 
@@ -381,23 +445,40 @@ def _is_holomorphic(X: jax.Array, split) -> jax.Array:
     return dev <= tol
 
 
-def _jacobian_closures(model, params, sigma, is_cplx):
-    """Matrix-free S v = Xᵀ(X v) and Xᵀ c via linearisation of log ψ."""
+def _jacobian_closures(model, params, sigma, is_cplx, weights=None):
+    """Matrix-free S v = Xᵀ(X v) and Xᵀ c via linearisation of log ψ.
+
+    With weights, X v = √w (u − Σ w u) for u = O v, and Xᵀ c = Oᵀ (√w c − w Σ √w c).
+    """
     theta, unravel = params_to_real(params)
     f = _real_log_psi(model, unravel, is_cplx)
     n = sigma.shape[0]
     _, jvp = jax.linearize(lambda t: f(t, sigma), theta)
     vjp = jax.linear_transpose(jvp, theta)
 
-    def centre(u):  # u: (n,) or (2, n)
-        return u - jnp.mean(u, axis=-1, keepdims=True)
+    shape = (2, n) if is_cplx else (n,)
+    if weights is None:
 
-    def xv(v):
-        return centre(jvp(v)).reshape(-1) / jnp.sqrt(n)
+        def centre(u):  # u: (n,) or (2, n)
+            return u - jnp.mean(u, axis=-1, keepdims=True)
 
-    def xt(c):
-        c = c.reshape((2, n) if is_cplx else (n,))
-        return vjp(centre(c) / jnp.sqrt(n))[0]
+        def xv(v):
+            return centre(jvp(v)).reshape(-1) / jnp.sqrt(n)
+
+        def xt(c):
+            return vjp(centre(c.reshape(shape)) / jnp.sqrt(n))[0]
+
+    else:
+        sqrt_w = jnp.sqrt(weights)
+
+        def xv(v):
+            u = jvp(v)
+            u = u - jnp.sum(weights * u, axis=-1, keepdims=True)
+            return (sqrt_w * u).reshape(-1)
+
+        def xt(c):
+            c = sqrt_w * c.reshape(shape)
+            return vjp(c - weights * jnp.sum(c, axis=-1, keepdims=True))[0]
 
     def matvec(v):
         return xt(xv(v))

@@ -142,7 +142,7 @@ def holomorphic_solve(
     return x.at[split[0]].set(d.real).at[split[1]].set(d.imag)
 
 
-def gram_solve(model, params, sigma, residual, shift, holomorphic: bool):
+def gram_solve(model, params, sigma, residual, shift, holomorphic: bool, weights=None):
     """minSR through the model's Gram matrix: x = Xᵀ (X Xᵀ + shift)⁻¹ 2e.
 
     X = ΔO / √n in the model's own parameters (real, or complex for a holomorphic
@@ -151,22 +151,43 @@ def gram_solve(model, params, sigma, residual, shift, holomorphic: bool):
     Xᵀ c = (1/√n) Σ_a O_a* (c_a − mean c) is one vector-Jacobian product of log ψ
     (conjugated around it in the holomorphic case).
 
+    With per-sample ``weights`` w (n,) summing to one, X = W^½ (I − 1wᵀ) O, so the
+    kernel is W^½ (I − 1wᵀ) G (I − w1ᵀ) W^½, e = W^½ (r − Σ w r) and
+    Xᵀ c = O† (√w c − w Σ √w c); rows of zero weight must hold finite samples
+    (``nqs.vstate.safe_rows``).
+
     Returns:
         (x pytree like params, () norm of the right-hand side G = 2 Xᵀ e).
     """
     n = sigma.shape[0]
     gram = model.log_derivative_gram(params, sigma)
-    gram = gram - jnp.mean(gram, axis=0, keepdims=True)
-    gram = gram - jnp.mean(gram, axis=1, keepdims=True)
-    kernel = gram / n + shift * jnp.eye(n, dtype=gram.dtype)
     r = residual.reshape(-1)
-    e = (r - jnp.mean(r)) / jnp.sqrt(n)
+    if weights is None:
+        gram = gram - jnp.mean(gram, axis=0, keepdims=True)
+        gram = gram - jnp.mean(gram, axis=1, keepdims=True)
+        kernel = gram / n + shift * jnp.eye(n, dtype=gram.dtype)
+        e = (r - jnp.mean(r)) / jnp.sqrt(n)
+    else:
+        w = weights.reshape(-1)
+        sqrt_w = jnp.sqrt(w)
+        gram = gram - (w @ gram)[None, :]  # (I − 1wᵀ) G
+        gram = gram - (gram @ w)[:, None]  # ... (I − w1ᵀ)
+        kernel = sqrt_w[:, None] * gram * sqrt_w[None, :]
+        kernel = kernel + shift * jnp.eye(n, dtype=gram.dtype)
+        r = jnp.where(w != 0, r, 0)
+        e = sqrt_w * (r - jnp.sum(w * r))
     e = e if holomorphic else jnp.real(e)
     y = psd_solve(kernel, 2.0 * e)
     _, vjp = jax.vjp(lambda p: jnp.asarray(model.apply(p, sigma)), params)
 
+    def centre(c):  # the cotangent of log ψ giving Xᵀ c
+        if weights is None:
+            return (c - jnp.mean(c)) / jnp.sqrt(n)
+        c = sqrt_w * c
+        return c - w * jnp.sum(c)
+
     def xt(c):  # Xᵀ c
-        c = (c - jnp.mean(c)) / jnp.sqrt(n)
+        c = centre(c)
         if holomorphic:
             return jax.tree_util.tree_map(jnp.conj, vjp(jnp.conj(c))[0])
         return vjp(c.astype(gram.dtype))[0]

@@ -1,5 +1,8 @@
 """Monte Carlo statistics of Markov-chain samples: mean, error bar, tau, split R-hat.
 
+(:func:`weighted_statistics` is the exact counterpart for values weighted by known
+probabilities, e.g. a full sum over the basis with Born weights.)
+
 Conventions (for ``x`` of shape ``(n_chains, n_per_chain)``, ``N = n_chains *
 n_per_chain``):
 
@@ -184,3 +187,33 @@ def statistics(x: jax.Array) -> Stats:
     error = jnp.sqrt(variance * (1.0 + 2.0 * tau) / (n_chains * n))
     r_hat = split_r_hat(x).astype(variance.dtype)
     return Stats(mean, error, variance, tau, r_hat)
+
+
+def weighted_statistics(x: jax.Array, w: jax.Array) -> Stats:
+    """Exact weighted mean and variance, for sums over known probabilities.
+
+    mean = sum_i w_i x_i, variance = sum_i w_i |x_i - mean|^2. There is no sampling
+    noise, so ``error = 0``, and no chain, so ``tau_corr`` and ``r_hat`` are NaN.
+    Entries with ``w_i = 0`` are ignored (their ``x_i`` may be inf or NaN, e.g. a local
+    value where psi = 0). Jittable.
+
+    Args:
+        x: (...) float or complex values.
+        w: (...) float64 weights of the same shape, >= 0, summing to one.
+    Returns:
+        Stats with scalar fields; ``mean`` has the (floating) dtype of ``x``.
+    Raises:
+        ValueError: if the shapes of ``x`` and ``w`` differ.
+    """
+    x, w = jnp.asarray(x), jnp.asarray(w)
+    if x.shape != w.shape:
+        raise ValueError(
+            f"weighted_statistics: values {x.shape} and weights {w.shape} differ"
+        )
+    if not jnp.issubdtype(x.dtype, jnp.inexact):
+        x = x.astype(jnp.result_type(float))
+    x = jnp.where(w != 0, x, 0)
+    mean = jnp.sum(w * x)
+    variance = jnp.sum(w * jnp.abs(x - mean) ** 2)
+    nan = jnp.full((), jnp.nan, variance.dtype)
+    return Stats(mean, jnp.zeros((), variance.dtype), variance, nan, nan)

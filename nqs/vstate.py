@@ -14,6 +14,13 @@ as pytrees like params: dE/dx for real leaves and dE/dx + i dE/dy for complex le
 which is the steepest-ascent direction, so ``params - lr * grad`` (optax) descends, for
 holomorphic and non-holomorphic models alike.
 
+Weights: :func:`expect`, :func:`energy_gradient` and :func:`expect_and_grad` take
+optional per-sample ``weights`` of the samples' leading shape. None means Monte Carlo
+samples of |psi|^2 (equal weights 1/n, Markov-chain statistics); given, e.g. the Born
+probabilities of a full sum over the basis (``nqs.sampler.sample_weights``), the
+averages become exact weighted sums sum_i w_i (...), and samples with w_i = 0 (psi = 0)
+are left out, so their infinite log-amplitudes never give NaN.
+
 All public functions are jitted once per shape; ``model``, ``op``, ``hilbert`` and
 ``chunk_size`` are static (hashable; operators hash by identity).
 """
@@ -28,7 +35,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from nqs.stats import Stats, statistics
+from nqs.sampler import sample_weights
+from nqs.stats import Stats, statistics, weighted_statistics
 
 # -- real parameter vector ------------------------------------------------------------
 
@@ -137,19 +145,27 @@ def local_estimates(model, params, sigma: jax.Array, op, chunk_size=None) -> jax
 
 @functools.partial(jax.jit, static_argnames=("model", "op", "chunk_size"))
 def expect(
-    model, params, samples: jax.Array, op, chunk_size=None
+    model, params, samples: jax.Array, op, chunk_size=None, weights=None
 ) -> tuple[Stats, jax.Array]:
-    """Monte Carlo estimate of <O> from Markov-chain samples.
+    """Estimate of <O>: Monte Carlo over Markov-chain samples, or an exact weighted sum.
 
     Args:
-        samples: (n_chains, n_per_chain, n_sites) int8 samples of |psi|^2.
+        samples: (n_chains, n_per_chain, n_sites) int8 samples of |psi|^2 (or the
+            whole basis, with ``weights``).
+        weights: None (Monte Carlo: ``nqs.stats.statistics``), or (n_chains,
+            n_per_chain) float64 probabilities summing to one: <O> = sum_i w_i
+            O_loc(sigma_i) (``nqs.stats.weighted_statistics``: error 0, tau and
+            R-hat NaN).
         (others as in :func:`local_estimates`)
     Returns:
         ``nqs.stats.Stats`` of the local estimates, and the (n_chains, n_per_chain)
-        complex128 local estimates themselves.
+        complex128 local estimates themselves (0 where the weight is 0).
     """
     e_loc = local_estimates(model, params, samples, op, chunk_size)
-    return statistics(e_loc), e_loc
+    if weights is None:
+        return statistics(e_loc), e_loc
+    e_loc = jnp.where(weights != 0, e_loc, 0)
+    return weighted_statistics(e_loc, weights), e_loc
 
 
 # -- Jacobian and gradients -----------------------------------------------------------
@@ -181,6 +197,23 @@ def jacobian(model, params, sigma: jax.Array, chunk_size=None) -> jax.Array:
         return jac if is_real else jac[:, 0] + 1j * jac[:, 1]
 
     return _chunked(kernel, sigma, chunk_size)
+
+
+def safe_rows(sigma: jax.Array, weights: jax.Array) -> jax.Array:
+    """Rows of zero weight replaced by the heaviest row.
+
+    A row with w = 0 contributes nothing to a weighted sum, but a model evaluated
+    where psi = 0 (log psi = -inf) may give infinite or NaN derivatives, and
+    0 x inf = NaN; evaluating a finite row there instead keeps every sum finite.
+
+    Args:
+        sigma: (n, n_sites) int8 configurations.
+        weights: (n,) float64 weights.
+    Returns:
+        (n, n_sites) int8.
+    """
+    heaviest = sigma[jnp.argmax(weights)]
+    return jnp.where((weights != 0)[:, None], sigma, heaviest[None])
 
 
 def _weighted_gradient(model, params, sigma, weights, chunk_size):
@@ -218,34 +251,48 @@ def _weighted_gradient(model, params, sigma, weights, chunk_size):
 
 
 @functools.partial(jax.jit, static_argnames=("model", "chunk_size"))
-def energy_gradient(model, params, sigma: jax.Array, e_loc: jax.Array, chunk_size=None):
-    """Monte Carlo gradient of E = <H> with respect to the real parameters.
+def energy_gradient(
+    model, params, sigma: jax.Array, e_loc: jax.Array, chunk_size=None, weights=None
+):
+    """Gradient of E = <H> with respect to the real parameters.
 
     G_k = 2 Re < conj(O_k - <O_k>) (E_loc - <E_loc>) >, computed as a vector-Jacobian
     product (O is never formed); valid for any Hermitian operator's local estimates.
+    The averages are sample means (Monte Carlo), or with ``weights`` the weighted
+    sums G_k = 2 Re sum_i w_i conj(O_ik) (E_i - sum_j w_j E_j) (the centring of O
+    drops out since the weights sum to one).
 
     Args:
         model, params: as in :func:`local_estimates`.
         sigma: (..., n_sites) int8 samples of |psi|^2.
         e_loc: (...) local estimates at sigma.
         chunk_size: rows differentiated at once; None for all.
+        weights: None (Monte Carlo) or (...) float64 probabilities summing to one.
     Returns:
         pytree like params: dE/dx (real leaves), dE/dx + i dE/dy (complex leaves).
     """
     e_loc = e_loc.reshape(-1)
-    weights = (e_loc - jnp.mean(e_loc)) / e_loc.shape[0]
-    return _weighted_gradient(model, params, sigma, weights, chunk_size)
+    if weights is None:
+        coeffs = (e_loc - jnp.mean(e_loc)) / e_loc.shape[0]
+        return _weighted_gradient(model, params, sigma, coeffs, chunk_size)
+    w = weights.reshape(-1)
+    e_loc = jnp.where(w != 0, e_loc, 0)
+    coeffs = w * (e_loc - jnp.sum(w * e_loc))
+    sigma = safe_rows(sigma.reshape(-1, sigma.shape[-1]), w)
+    return _weighted_gradient(model, params, sigma, coeffs, chunk_size)
 
 
 @functools.partial(jax.jit, static_argnames=("model", "op", "chunk_size"))
-def expect_and_grad(model, params, samples: jax.Array, op, chunk_size=None):
+def expect_and_grad(
+    model, params, samples: jax.Array, op, chunk_size=None, weights=None
+):
     """:func:`expect` and :func:`energy_gradient` of ``op`` in one call.
 
     Returns:
         (Stats, gradient pytree like params).
     """
-    stats, e_loc = expect(model, params, samples, op, chunk_size)
-    grad = energy_gradient(model, params, samples, e_loc, chunk_size)
+    stats, e_loc = expect(model, params, samples, op, chunk_size, weights)
+    grad = energy_gradient(model, params, samples, e_loc, chunk_size, weights)
     return stats, grad
 
 
@@ -275,15 +322,9 @@ def full_sum_expect(model, params, hilbert, op) -> jax.Array:
     Returns:
         () complex128 (real part is the expectation of a Hermitian operator).
     """
-    return _full_sum(model, params, hilbert, op)[0]
-
-
-def _full_sum(model, params, hilbert, op):
     states = full_sum_states(hilbert)
     probs = full_sum_weights(model, params, hilbert)
-    e_loc = local_estimates(model, params, states, op)
-    e_loc = jnp.where(probs > 0, e_loc, 0)
-    return jnp.sum(probs * e_loc), probs, e_loc, states
+    return expect(model, params, states, op, None, probs)[0].mean
 
 
 @functools.partial(jax.jit, static_argnames=("model", "hilbert", "op"))
@@ -296,9 +337,10 @@ def full_sum_expect_and_grad(model, params, hilbert, op):
     Returns:
         () complex128 expectation and a gradient pytree like params.
     """
-    energy, probs, e_loc, states = _full_sum(model, params, hilbert, op)
-    weights = probs * (e_loc - energy)
-    return energy, _weighted_gradient(model, params, states, weights, None)
+    states = full_sum_states(hilbert)
+    probs = full_sum_weights(model, params, hilbert)
+    stats, grad = expect_and_grad(model, params, states, op, None, probs)
+    return stats.mean, grad
 
 
 # -- convenience container ------------------------------------------------------------
@@ -345,14 +387,23 @@ class VariationalState:
         )
         return samples, dataclasses.replace(self, sampler_state=chain)
 
+    def weights(self, samples: jax.Array) -> jax.Array | None:
+        """Per-sample weights of ``samples`` (``nqs.sampler.sample_weights``)."""
+        return sample_weights(self.sampler, self.model, self.params, samples)
+
     def expect(self, op, chunk_size=None) -> tuple[Stats, VariationalState]:
-        """Monte Carlo <op> from fresh samples, and the new state."""
+        """<op> from fresh samples (exact with a full-sum sampler); the new state."""
         samples, new = self.sample()
-        stats, _ = expect(self.model, self.params, samples, op, chunk_size)
+        stats, _ = expect(
+            self.model, self.params, samples, op, chunk_size, self.weights(samples)
+        )
         return stats, new
 
     def expect_and_grad(self, op, chunk_size=None):
         """(Stats, gradient pytree like params, new state) from fresh samples."""
         samples, new = self.sample()
-        stats, grad = expect_and_grad(self.model, self.params, samples, op, chunk_size)
+        weights = self.weights(samples)
+        stats, grad = expect_and_grad(
+            self.model, self.params, samples, op, chunk_size, weights
+        )
         return stats, grad, new

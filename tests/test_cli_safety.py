@@ -145,6 +145,7 @@ BIG = [
     ("lattice.extent=[100000]", "lattice.extent", "100,000 sites"),
     ('lattice.kind="square"\nlattice.extent=[1000, 1000]', "lattice.extent", "sites"),
     ("lattice.extent=[40]\nsampler.kind='exact'", "sampler.kind", "states"),
+    ("lattice.extent=[40]\nsampler={kind='full_sum'}", "sampler.kind", "basis states"),
     ("sampler.n_discard_per_chain=1000000000000", "sampler", "proposals"),
     (
         "lattice.extent=[3000]\nmodel.alpha=4\nsampler.n_samples=4096\n"
@@ -157,7 +158,9 @@ BIG = [
 
 @pytest.mark.parametrize("command", ["check", "run", "exact"])
 @pytest.mark.parametrize(
-    "sets, key, estimate", BIG, ids=["chain", "square", "exact", "sweeps", "memory"]
+    "sets, key, estimate",
+    BIG,
+    ids=["chain", "square", "exact", "full-sum", "sweeps", "memory"],
 )
 def test_too_big_is_refused_fast(tmp_path, command, sets, key, estimate):
     if command == "exact" and key in ("sampler", "sampler.n_samples"):
@@ -174,6 +177,22 @@ def test_too_big_is_refused_fast(tmp_path, command, sets, key, estimate):
         line = _refused(result, key)
         assert estimate in line
     assert elapsed < 10  # ~2 s on a quiet machine; the unguarded build took minutes
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["c.toml"]
+
+
+def test_full_sum_limit_is_the_enumeration_limit(tmp_path):
+    """2^20 basis states are summed (check prints the count), 2^21 are refused."""
+    config = _write(tmp_path, TINY)
+    full_sum = ["--set", "sampler={kind='full_sum'}", "--set", "driver.chunk_size=4096"]
+    result = _invoke("check", config, *full_sum, "--set", "lattice.extent=[20]")
+    assert result.exit_code == 0, result.output
+    assert "# full sum over 1048576 basis states" in result.stdout
+    out = tmp_path / "out"
+    result = _invoke(
+        "run", config, "-o", out, *full_sum, "--set", "lattice.extent=[21]"
+    )
+    line = _refused(result, "sampler.kind")
+    assert "2.097e+06 basis states" in line and "1,048,576" in line
     assert sorted(p.name for p in tmp_path.iterdir()) == ["c.toml"]
 
 

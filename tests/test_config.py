@@ -37,6 +37,20 @@ def test_defaults_filled():
     assert cfg.model.kind == "rbm" and cfg.model.param_dtype == "float64"
 
 
+def test_full_sum_sampler_parses_without_sampling_keys():
+    from nqs import build
+    from nqs.sampler import FullSumSampler
+
+    text = BASE + '[hilbert]\ntotal_sz = 0\n[sampler]\nkind = "full_sum"\n'
+    cfg = config.loads(text)
+    assert cfg.sampler.kind == "full_sum"
+    assert set(config.to_dict(cfg)["sampler"]) == {"kind"}
+    assert config.loads(config.resolved_toml(cfg)) == cfg
+    sampler = build.objects(cfg).sampler
+    assert sampler == FullSumSampler(build.hilbert(cfg))
+    assert sampler.n_samples_per_chain == 20  # C(6, 3) states with S^z = 0
+
+
 def test_name_defaults_to_file_stem(tmp_path):
     path = tmp_path / "my_run.toml"
     path.write_text(BASE.replace('name = "tiny"', ""))
@@ -241,6 +255,16 @@ BAD = {
     ),
     "name-dotdot": ('name = ".."\n', "name", "path component"),
     "bool-for-number": ("[hamiltonian]\nh = true\n", "hamiltonian.h", "number"),
+    "samples-of-a-full-sum": (
+        '[sampler]\nkind = "full_sum"\nn_samples = 64\n',
+        "sampler.n_samples",
+        'not a key of sampler.kind = "full_sum"',
+    ),
+    "rule-of-a-full-sum": (
+        '[sampler]\nkind = "full_sum"\nrule = "local"\n',
+        "sampler.rule",
+        "metropolis",
+    ),
 }
 
 

@@ -1,6 +1,7 @@
 """Samplers and transition rules: chi^2 of histograms against |psi|^p by enumeration."""
 
 import dataclasses
+import itertools
 
 import flax.linen as nn
 import jax
@@ -361,3 +362,65 @@ def test_sample_refreshes_log_prob_after_parameter_change():
     assert 0 < int(jnp.sum(state.n_accepted)) < 64  # some chains kept their sigma
     log_psi = model.apply(new_params, state.sigma)
     np.testing.assert_allclose(state.log_prob, 2 * log_psi, rtol=1e-12)
+
+
+# -- full sum ------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "hilbert",
+    [Spin(6), Spin(6, total_sz=0), Spin(3, s=1.0, total_sz=1.0), Fock(4, 2, 3)],
+    ids=["spin-6", "spin-6-sz0", "spin-one-sz1", "fock-4-n3"],
+)
+def test_full_sum_sampler_returns_every_basis_state_once(hilbert):
+    model, params = _model(hilbert)
+    sampler = nqs.sampler.FullSumSampler(hilbert)
+    assert sampler.n_chains == 1 and sampler.n_samples_per_chain == hilbert.n_states
+    state = sampler.init(model, params, jax.random.key(0))
+    samples, state = sampler.sample(model, params, state)
+    assert samples.shape == (1, hilbert.n_states, hilbert.n_sites)
+    assert samples.dtype == jnp.int8
+    np.testing.assert_array_equal(samples[0], hilbert.all_states())
+    # independently: every product state of local values with the constraint, once
+    values = np.asarray(hilbert.local_values)
+    grid = np.array(list(itertools.product(values, repeat=hilbert.n_sites)))
+    total = getattr(hilbert, "total_sz", None)
+    if isinstance(hilbert, Fock):
+        grid = grid[grid.sum(1) == hilbert.n_particles]
+    elif total is not None:  # local values are 2 m: S^z = sum / 2
+        grid = grid[np.isclose(grid.sum(1) / 2, total)]
+    assert sorted(map(tuple, grid)) == sorted(map(tuple, np.asarray(samples[0])))
+    assert float(acceptance(state)) == 1.0
+
+
+def test_sample_weights_are_born_probabilities_for_the_full_sum_only():
+    hilbert = Spin(7, total_sz=0.5)
+    model, params = _model(hilbert, seed=2, scale=1.0)
+    full = nqs.sampler.FullSumSampler(hilbert)
+    samples, _ = full.sample(model, params, full.init(model, params, jax.random.key(0)))
+    weights = nqs.sampler.sample_weights(full, model, params, samples)
+    assert weights.shape == (1, hilbert.n_states) and weights.dtype == jnp.float64
+    np.testing.assert_allclose(weights[0], _born(model, params, hilbert), rtol=1e-12)
+    for other in (
+        MetropolisSampler(hilbert, ExchangeRule(_chain(7)), n_chains=2, n_samples=4),
+        ExactSampler(hilbert, n_samples=4, n_chains=2),
+    ):
+        state = other.init(model, params, jax.random.key(1))
+        mc, _ = other.sample(model, params, state)
+        assert nqs.sampler.sample_weights(other, model, params, mc) is None
+
+
+def test_sample_weights_vanish_exactly_where_psi_does():
+    from nqs.models import LogStateVector
+
+    hilbert = Spin(5)
+    model = LogStateVector(hilbert)
+    theta = np.linspace(-2.0, 3.0, hilbert.n_states)  # a large spread of |psi|^2
+    theta[[0, 7, 31]] = -np.inf
+    params = {"params": {"theta": jnp.asarray(theta)}}
+    full = nqs.sampler.FullSumSampler(hilbert)
+    samples, _ = full.sample(model, params, full.init(model, params, jax.random.key(0)))
+    weights = np.asarray(nqs.sampler.sample_weights(full, model, params, samples))[0]
+    psi2 = np.exp(2 * theta)
+    np.testing.assert_allclose(weights, psi2 / psi2.sum(), rtol=1e-12)
+    assert np.all(weights[[0, 7, 31]] == 0) and weights.sum() == pytest.approx(1.0)

@@ -21,10 +21,11 @@ class RealRBM(nn.Module):
     @nn.compact
     def __call__(self, sigma):
         x = sigma.astype(jnp.float64)
+        n = x.shape[-1]
         init = nn.initializers.normal(0.3)
-        w = self.param("w", init, (N_SITES, N_SITES), self.dtype)
-        b = self.param("b", init, (N_SITES,), self.dtype)
-        a = self.param("a", init, (N_SITES,), self.dtype)
+        w = self.param("w", init, (n, n), self.dtype)
+        b = self.param("b", init, (n,), self.dtype)
+        a = self.param("a", init, (n,), self.dtype)
         return jnp.sum(jnp.log(jnp.cosh(x @ w + b)), axis=-1) + x @ a
 
 
@@ -34,9 +35,10 @@ class PhaseNet(nn.Module):
     @nn.compact
     def __call__(self, sigma):
         x = sigma.astype(jnp.float64)
+        n = x.shape[-1]
         init = nn.initializers.normal(0.3)
-        w = self.param("w", init, (N_SITES, N_SITES))
-        v = self.param("v", init, (N_SITES,))
+        w = self.param("w", init, (n, n))
+        v = self.param("v", init, (n,))
         amp = jnp.sum(jnp.log(jnp.cosh(x @ w)), axis=-1)
         return amp + 1j * jnp.tanh(x @ v)
 
@@ -47,8 +49,9 @@ class ConjNet(nn.Module):
     @nn.compact
     def __call__(self, sigma):
         x = sigma.astype(jnp.float64)
+        n = x.shape[-1]
         init = nn.initializers.normal(0.3)
-        w = self.param("w", init, (N_SITES, N_SITES), jnp.complex128)
+        w = self.param("w", init, (n, n), jnp.complex128)
         z = x @ w
         return jnp.sum(jnp.log(jnp.cosh(z)) + 0.3 * jnp.conj(z) ** 2 / 4, axis=-1)
 
@@ -252,3 +255,165 @@ def test_holomorphic_detection(kind, expected):
     params, sigma, *_ = explicit_problem(model, 12)
     x = real_jacobian(model, params, jnp.asarray(sigma))
     assert bool(_is_holomorphic(x, _complex_columns(params))) is expected
+
+
+# -- full sums: weighted rows against the dense state vector ------------------------
+
+
+class ZeroAtZeroMagnetisation(nn.Module):
+    """psi = c m^2 exp(RBM), m = sum sigma: psi = 0 where m = 0, with NaN autodiff."""
+
+    @nn.compact
+    def __call__(self, sigma):
+        x = sigma.astype(jnp.float64)
+        init = nn.initializers.normal(0.3)
+        c = self.param("c", nn.initializers.ones, (), jnp.float64)
+        w = self.param("w", init, (x.shape[-1], 2))
+        m = jnp.sum(x, axis=-1)
+        return jnp.log(c * m**2) + jnp.sum(jnp.log(jnp.cosh(x @ w)), axis=-1)
+
+
+FULL_SUM_MODELS = {
+    **MODELS,
+    "psi-zero": ZeroAtZeroMagnetisation(),
+    # fewer hidden units on 6 sites: P < n also for the Gram path
+    "gram-real-small": RBM(alpha=0.5, kernel_scale=0.3),
+    "gram-holomorphic-small": RBM(
+        alpha=0.5, param_dtype=jnp.complex128, kernel_scale=0.3
+    ),
+}
+
+
+def _basis(n):
+    return np.array(list(itertools.product([1, -1], repeat=n)), dtype=np.int8)
+
+
+@functools.cache
+def dense_metric_and_force(model, n, h=1e-6):
+    """S and G from psi on the whole basis and d psi / d theta (central differences).
+
+    S_kl = Re[<d_k psi|d_l psi> / N - <d_k psi|psi><psi|d_l psi> / N^2] and G_k = 2 Re
+    <d_k psi|H - E|psi> / N, N = <psi|psi>, with the dense H of ``tfim_dense`` (no
+    log-derivatives, no weights, no local energies). Columns in ``to_vector`` order.
+    """
+    apply = jax.jit(model.apply)
+    basis = _basis(n)
+    params = model.init(jax.random.PRNGKey(1), basis[:1])
+
+    def amplitudes(p):
+        return np.exp(np.asarray(apply(p, basis)).astype(complex))
+
+    leaves, treedef = jax.tree_util.tree_flatten(params)
+    cols = []
+    for k, leaf in enumerate(leaves):
+        directions = [1.0, 1j] if np.iscomplexobj(leaf) else [1.0]
+        for j in range(leaf.size):
+            for d in directions:
+
+                def shifted(eps, k=k, j=j, d=d, leaf=leaf):
+                    new = list(leaves)
+                    flat = np.array(leaf).reshape(-1)
+                    flat[j] += eps * d
+                    new[k] = jnp.asarray(flat.reshape(leaf.shape))
+                    return amplitudes(jax.tree_util.tree_unflatten(treedef, new))
+
+                cols.append((shifted(h) - shifted(-h)) / (2 * h))
+    psi, dpsi = amplitudes(params), np.stack(cols, axis=1)
+    ham = tfim_dense(n)
+    norm = np.vdot(psi, psi).real
+    energy = np.vdot(psi, ham @ psi).real / norm
+    overlap = dpsi.conj().T @ psi / norm
+    s = (dpsi.conj().T @ dpsi / norm - np.outer(overlap, overlap.conj())).real
+    g = 2 * (dpsi.conj().T @ (ham @ psi - energy * psi)).real / norm
+    h_psi = (ham @ psi)[np.abs(psi) > 0]  # E_loc psi on the states where psi != 0
+    variance = np.vdot(h_psi, h_psi).real / norm - energy**2
+    return params, s, g, variance
+
+
+def full_sum_inputs(model, params, n):
+    """Full-sum samples, Born weights and local energies of the TFIM ring (h = 0.7)."""
+    from nqs import hamiltonian, hilbert, lattice, sampler, vstate
+
+    hil = hilbert.Spin(n)
+    ham = hamiltonian.ising(hil, lattice.chain(n), J=1.0, h=0.7)
+    smp = sampler.FullSumSampler(hil)
+    samples, _ = smp.sample(model, params, smp.init(model, params, jax.random.key(0)))
+    weights = sampler.sample_weights(smp, model, params, samples)
+    e_loc = vstate.local_estimates(model, params, samples, ham)
+    return samples, weights, e_loc
+
+
+FULL_SUM_CASES = [
+    (kind, 4, solver)
+    for kind in ("real", "holomorphic", "non-holomorphic", "complex-conj", "psi-zero")
+    for solver in ("dense", "minsr", "cg")
+]
+FULL_SUM_CASES += [
+    (kind, 6, solver) for kind in ("real", "holomorphic") for solver in ("dense", "cg")
+]
+FULL_SUM_CASES += [("non-holomorphic", 6, "minsr")]
+# the Gram path (minsr of a model with log_derivative_gram)
+FULL_SUM_CASES += [
+    ("gram-real", 4, "minsr"),
+    ("gram-holomorphic", 4, "minsr"),
+    ("gram-real-small", 6, "minsr"),
+    ("gram-holomorphic-small", 6, "minsr"),
+]
+
+
+@pytest.mark.parametrize(
+    "kind, n, solver",
+    FULL_SUM_CASES,
+    ids=[f"{k}-{n}sites-{s}" for k, n, s in FULL_SUM_CASES],
+)
+def test_full_sum_sr_equals_dense_state_vector_system(kind, n, solver):
+    """4 sites: P > n (16 states); 6 sites: P < 2n rows (64 states)."""
+    model = FULL_SUM_MODELS[kind]
+    params, s, g, _ = dense_metric_and_force(model, n)
+    samples, weights, e_loc = full_sum_inputs(model, params, n)
+    shift = 0.01
+    expected = np.linalg.solve(s + shift * np.eye(len(g)), g)
+    sr = SR(diag_shift=shift, solver=solver, cg_tol=1e-12, cg_maxiter=4000)
+    direction, info = sr_direction_jit(
+        model, params, samples, e_loc, sr, 0, weights=weights
+    )
+    got = to_vector(direction)
+    assert np.all(np.isfinite(got))
+    np.testing.assert_allclose(
+        got, expected, rtol=1e-5, atol=1e-7 * np.abs(expected).max()
+    )
+    np.testing.assert_allclose(info["grad_norm"], np.linalg.norm(g), rtol=1e-6)
+
+
+@pytest.mark.parametrize(
+    "kind", ["real", "non-holomorphic", "complex-conj", "psi-zero"]
+)
+def test_real_jacobian_and_residual_with_weights(kind):
+    """X^T X = S, 2 X^T e = G and |e|^2 = Var H for the public weighted rows."""
+    from nqs.sr import _is_complex_output, real_jacobian, real_residual
+
+    model = FULL_SUM_MODELS[kind]
+    params, s, g, variance = dense_metric_and_force(model, 4)
+    samples, weights, e_loc = full_sum_inputs(model, params, 4)
+    sigma = samples.reshape(-1, 4)
+    is_cplx = _is_complex_output(model, params, sigma)
+    jacobian = jax.jit(real_jacobian, static_argnums=(0, 3))
+    x = jacobian(model, params, sigma, None, weights)
+    e = real_residual(e_loc, is_cplx, weights=weights)
+    assert x.shape == ((32 if is_cplx else 16), len(g)) and e.shape == x.shape[:1]
+    cols = _vector_order(params)  # params_to_real column of each to_vector entry
+    x_fd = np.asarray(x)[:, cols]
+    np.testing.assert_allclose(x_fd.T @ x_fd, s, rtol=1e-5, atol=1e-8)
+    np.testing.assert_allclose(2 * x_fd.T @ np.asarray(e), g, rtol=1e-5, atol=1e-8)
+    np.testing.assert_allclose(np.sum(np.asarray(e) ** 2), variance, rtol=1e-10)
+    chunked = jacobian(model, params, sigma, 5, weights)  # 5 does not divide 16
+    np.testing.assert_allclose(chunked, x, rtol=1e-13, atol=1e-13)
+
+
+def _vector_order(params):
+    """Position in ``to_vector`` order of every column of ``params_to_real``."""
+    from nqs.sr import params_to_real
+
+    theta, unravel = params_to_real(params)
+    probe = unravel(jnp.arange(theta.size, dtype=jnp.float64))
+    return to_vector(probe).real.astype(int)

@@ -233,6 +233,14 @@ def test_collapse_signs():
     assert not bool(vmc._collapse_signs(sf, frozen, 0.3, jnp.asarray(-9.0)))  # eigen
     mixed = Stats(*(jnp.asarray(v) for v in (-10.0, 0.01, 1.0, 1.0, 3.0)))
     assert bool(vmc._collapse_signs(sf, mixed, 0.3, jnp.asarray(jnp.nan)))  # R-hat
+    # a full sum: error 0, tau and R-hat NaN, acceptance 1
+    nan = jnp.nan
+    exact_sum = Stats(*(jnp.asarray(v) for v in (-10.0, 0.0, 0.5, nan, nan)))
+    assert not bool(vmc._collapse_signs(sf, exact_sum, 1.0, jnp.asarray(-10.2)))
+    at_ground = Stats(*(jnp.asarray(v) for v in (-10.2, 0.0, 1e-14, nan, nan)))
+    assert not bool(vmc._collapse_signs(sf, at_ground, 1.0, jnp.asarray(-10.2)))
+    excited = Stats(*(jnp.asarray(v) for v in (-9.0, 0.0, 1e-14, nan, nan)))
+    assert bool(vmc._collapse_signs(sf, excited, 1.0, jnp.asarray(-10.2)))
 
 
 class PeakedModel(nn.Module):
@@ -326,3 +334,92 @@ def test_early_stop_rule():
     assert not loop._converged(decreasing, rule)
     assert loop._converged(flat, rule)
     assert not loop._converged(flat[:30], rule)  # too short to judge
+
+
+# -- full sum over the basis ----------------------------------------------------------
+
+
+def full_sum_problem(model, n=6, lr=0.1, diag_shift=0.01, observables=()):
+    lat = lattice.chain(n)
+    hil = hilbert.Spin(n)
+    ham = hamiltonian.ising(hil, lat, J=1.0, h=1.0)
+    obs = tuple((name, build_observable(t, hil, lat)) for name, t in observables)
+    opt = build_optimizer({"kind": "sgd", "learning_rate": lr})
+    smp = sampler.FullSumSampler(hil)
+    return vmc.VMCProblem(model, smp, ham, opt, SR(diag_shift=diag_shift), obs)
+
+
+def test_full_sum_rbm_reaches_exact_energy_without_noise(tmp_path):
+    e0 = np.linalg.eigvalsh(tfim_dense(6, 1.0)[0])[0]
+    problem = full_sum_problem(models.build("rbm", hilbert.Spin(6), alpha=1))
+    state = vmc.init_state(problem, jax.random.key(0))
+    result = loop.run(problem, state, tmp_path, 150, checkpoint_every=150)
+    assert result.status == "completed" and result.n_rejected == 0
+    h = logmod.read_log(tmp_path / "log.h5")["history"]
+    assert abs(h["energy/mean"][-1] - e0) < 1e-5 * abs(e0), (h["energy/mean"][-1], e0)
+    np.testing.assert_array_equal(h["energy/error"], 0.0)
+    assert np.all(np.isnan(h["energy/tau_corr"])) and np.all(
+        np.isnan(h["energy/r_hat"])
+    )
+    np.testing.assert_array_equal(h["acceptance"], 1.0)
+    assert not h["collapsed"].any()
+    # no randomness: another sampler key gives the same energies
+    other = vmc.init_state(problem, jax.random.key(5), params=state.params)
+    for step in range(3):
+        other, info = vmc.vmc_step(problem, other)
+        assert float(info["energy/mean"]) == h["energy/mean"][step]
+
+
+def test_full_sum_step_is_the_exact_sr_update():
+    """One step: the logged energy is <H> of the dense vector, and the update is
+    -lr (S + eps)^-1 G with the full-sum (weighted) S and G of ``nqs.sr``."""
+    from nqs import vstate
+    from nqs.sr import sr_direction
+
+    model = models.build("rbm", hilbert.Spin(6), alpha=1, param_dtype="complex128")
+    problem = full_sum_problem(model, lr=0.1)
+    state = vmc.init_state(problem, jax.random.key(3))
+    params = jax.tree_util.tree_map(lambda x: 30 * x, state.params)  # far from uniform
+    state = dataclasses.replace(state, params=params)
+    new, info = vmc.vmc_step(problem, state)
+    basis = jnp.asarray(hilbert.Spin(6).all_states())
+    psi = np.exp(np.asarray(model.apply(params, basis)))
+    ham = tfim_dense(6, 1.0)[0]
+    energy = np.vdot(psi, ham @ psi).real / np.vdot(psi, psi).real
+    assert float(info["energy/mean"]) == pytest.approx(energy, rel=1e-12)
+    weights = sampler.sample_weights(problem.sampler, model, params, basis[None])
+    e_loc = vstate.local_estimates(model, params, basis, problem.hamiltonian)
+    direction, _ = sr_direction(
+        model, params, basis, e_loc, problem.sr, 0, weights=weights
+    )
+    leaves = [jax.tree.leaves(t) for t in (new.params, params, direction)]
+    for got, p, d in zip(*leaves, strict=True):
+        np.testing.assert_allclose(got, p - 0.1 * d, rtol=1e-10, atol=1e-13)
+
+
+def test_full_sum_state_vector_reaches_the_ground_state():
+    ham_dense, xs = tfim_dense(6, 1.0)
+    w, v = np.linalg.eigh(ham_dense)
+    mx0 = np.mean([v[:, 0] @ x @ v[:, 0] for x in xs])
+    mx = [("mx", {"kind": "magnetization", "axis": "x"})]
+    model = models.LogStateVector(hilbert.Spin(6))
+    problem = full_sum_problem(model, lr=0.04, diag_shift=1e-4, observables=mx)
+    state = vmc.init_state(problem, jax.random.key(0))
+    for _ in range(150):
+        state, info = vmc.vmc_step(problem, state)
+    assert not bool(info["rejected"]) and int(info["n_rejected"]) == 0
+    assert abs(float(info["energy/mean"]) - w[0]) < 1e-8 * abs(w[0])
+    assert float(info["energy/variance"]) < 1e-7
+    assert abs(float(info["mx/mean"].real) - mx0) < 1e-7
+    assert float(info["mx/error"]) == 0.0
+
+
+def test_full_sum_memory_estimate_counts_every_basis_state():
+    model = models.build("rbm", hilbert.Spin(8), alpha=1)
+    full = full_sum_problem(model, n=8)
+    mc = dataclasses.replace(
+        full,
+        sampler=sampler.ExactSampler(hilbert.Spin(8), n_samples=256, n_chains=1),
+    )
+    assert full.sampler.n_chains * full.sampler.n_samples_per_chain == 256
+    assert vmc.estimate_memory(full) == vmc.estimate_memory(mc)

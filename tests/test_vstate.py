@@ -13,7 +13,7 @@ from nqs.hilbert import Spin
 from nqs.models import LogStateVector
 from nqs.operator import sigma_x, sigma_y, sigma_z, spin_minus, spin_plus, spin_z
 from nqs.rules import LocalRule
-from nqs.sampler import ExactSampler, MetropolisSampler
+from nqs.sampler import ExactSampler, FullSumSampler, MetropolisSampler, sample_weights
 
 N = 6
 TRACES = {"n": 0}
@@ -318,3 +318,142 @@ def test_variational_state_container():
     stats2, vs3 = vs2.expect(op)
     assert float(stats2.mean.real) != float(stats.mean.real)  # new samples
     assert not jnp.array_equal(vs3.sampler_state.key, vs2.sampler_state.key)
+
+
+# -- full sums: weighted estimators -------------------------------------------------
+
+
+class ZeroAtZeroMagnetisation(nn.Module):
+    """psi = c m^2 RBM(sigma), m = sum sigma: psi = 0 on the m = 0 states.
+
+    Autodiff of log(c m^2) at m = 0 is 0 x inf = NaN, so only estimators that leave
+    the psi = 0 states out are finite.
+    """
+
+    @nn.compact
+    def __call__(self, sigma):
+        x = sigma.astype(jnp.float64)
+        c = self.param("c", nn.initializers.ones, (), jnp.float64)
+        a = self.param("a", _init(0.3), (x.shape[-1],), jnp.float64)
+        m = jnp.sum(x, axis=-1)
+        return jnp.log(c * m**2) + jnp.sum(jnp.log(jnp.cosh(x + a)), axis=-1)
+
+
+def _full_sum_case(model, params, hilbert):
+    """Full-sum samples (1, n_states, n_sites), their weights, and psi in that order."""
+    smp = FullSumSampler(hilbert)
+    samples, _ = smp.sample(model, params, smp.init(model, params, jax.random.key(0)))
+    weights = sample_weights(smp, model, params, samples)
+    psi = np.exp(np.asarray(model.apply(params, samples[0])).astype(complex))
+    return samples, weights, psi
+
+
+def _heisenberg_op(hilbert):
+    from nqs import hamiltonian, lattice
+
+    return hamiltonian.heisenberg(hilbert, lattice.chain(hilbert.n_sites), J=1.0)
+
+
+@pytest.mark.parametrize(
+    "name, n_sites, total_sz",
+    [
+        ("real", 6, None),
+        ("complex", 6, None),
+        ("rbm-real", 8, 0),
+        ("rbm-complex", 8, 0),
+        ("rbm-complex", 7, 0.5),
+    ],
+    ids=[
+        "real-6",
+        "complex-6",
+        "rbm-real-8-sz0",
+        "rbm-complex-8-sz0",
+        "rbm-complex-7-sz0.5",
+    ],
+)
+def test_full_sum_expect_equals_dense_quadratic_form(name, n_sites, total_sz):
+    from nqs.models import RBM
+
+    hilbert = Spin(n_sites, total_sz=total_sz)
+    if name.startswith("rbm"):
+        dtype = jnp.complex128 if name.endswith("complex") else jnp.float64
+        model = RBM(alpha=1, param_dtype=dtype, kernel_scale=0.4)
+        params = model.init(jax.random.key(3), jnp.ones((1, n_sites), jnp.int8))
+        op, mat = _heisenberg(hilbert)  # ring; rows restricted to the sector
+        # the operator nqs builds for the same ring: its own dense matrix agrees
+        np.testing.assert_allclose(_heisenberg_op(hilbert).to_dense(), mat, atol=1e-13)
+    else:
+        model, params = MODELS[name], _params(MODELS[name], seed=5)
+        op, mat = _tfim_and_dense(hilbert)
+    samples, weights, psi = _full_sum_case(model, params, hilbert)
+    assert weights.shape == (1, hilbert.n_states)
+    exact = np.vdot(psi, mat @ psi) / np.vdot(psi, psi)
+    stats, e_loc = vstate.expect(model, params, samples, op, weights=weights)
+    np.testing.assert_allclose(complex(stats.mean), exact, rtol=1e-12, atol=1e-12)
+    variance = np.vdot(mat @ psi, mat @ psi).real / np.vdot(psi, psi).real
+    np.testing.assert_allclose(float(stats.variance), variance - abs(exact) ** 2)
+    assert float(stats.error) == 0.0
+    assert np.isnan(float(stats.tau_corr)) and np.isnan(float(stats.r_hat))
+    assert e_loc.shape == (1, hilbert.n_states)
+    chunked, _ = vstate.expect(model, params, samples, op, 5, weights)
+    np.testing.assert_allclose(chunked.mean, stats.mean, rtol=1e-13)
+
+
+def test_full_sum_with_vanishing_amplitudes_is_finite_and_exact():
+    hilbert, op, mat = _tfim()
+    model = LogStateVector(hilbert)
+    rng = np.random.default_rng(0)
+    theta = rng.normal(size=hilbert.n_states)
+    theta[::5] = -np.inf  # psi = 0 on every fifth basis state
+    params = {"params": {"theta": jnp.asarray(theta)}}
+    samples, weights, psi = _full_sum_case(model, params, hilbert)
+    w = np.asarray(weights)[0]
+    assert np.all(w[::5] == 0) and np.all(w[np.isfinite(theta)] > 0)
+    exact = np.vdot(psi, mat @ psi) / np.vdot(psi, psi)
+    stats, e_loc = vstate.expect(model, params, samples, op, weights=weights)
+    assert np.all(np.isfinite(e_loc))
+    np.testing.assert_allclose(complex(stats.mean), exact, rtol=1e-12)
+    # d E / d theta_k = 2 w_k Re(E_loc(k) - E): O_k(sigma) = delta(sigma, k)
+    grad = vstate.energy_gradient(model, params, samples, e_loc, weights=weights)
+    keep = w > 0
+    e_dense = np.zeros(hilbert.n_states, complex)
+    e_dense[keep] = (mat @ psi)[keep] / psi[keep]
+    expected = np.where(keep, 2 * w * (e_dense - exact).real, 0.0)
+    np.testing.assert_allclose(grad["params"]["theta"], expected, atol=1e-13)
+
+
+def test_full_sum_gradient_skips_nan_derivatives_where_psi_vanishes():
+    hilbert, op, mat = _tfim()
+    model = ZeroAtZeroMagnetisation()
+    params = _params(model, seed=1)
+    theta, unravel = vstate.ravel(params)
+    samples, weights, psi = _full_sum_case(model, params, hilbert)
+    assert np.sum(np.asarray(weights) == 0) == 20  # C(6, 3) states with m = 0
+    stats, grad = vstate.expect_and_grad(model, params, samples, op, weights=weights)
+
+    def dense_energy(t):
+        log_psi = model.apply(unravel(t), samples[0])
+        amp = jnp.exp(log_psi.astype(complex))
+        return jnp.real(jnp.vdot(amp, mat @ amp) / jnp.vdot(amp, amp))
+
+    np.testing.assert_allclose(float(stats.mean.real), dense_energy(theta), rtol=1e-12)
+    g = vstate.ravel(grad)[0]
+    assert np.all(np.isfinite(g))
+    np.testing.assert_allclose(g, _fd_theta(dense_energy, theta), rtol=1e-6, atol=1e-9)
+
+
+def test_variational_state_with_full_sum_sampler_is_exact():
+    hilbert, op, mat = _tfim()
+    model = MODELS["complex"]
+    vs = vstate.VariationalState.create(
+        model, FullSumSampler(hilbert), jax.random.key(2)
+    )
+    psi = _psi(model, vs.params, hilbert)
+    stats, _ = vs.expect(op)
+    exact = np.vdot(psi, mat @ psi) / np.vdot(psi, psi)
+    np.testing.assert_allclose(complex(stats.mean), exact, rtol=1e-12)
+    _, grad, _ = vs.expect_and_grad(op)
+    _, expected = vstate.full_sum_expect_and_grad(model, vs.params, hilbert, op)
+    np.testing.assert_allclose(
+        vstate.ravel(grad)[0], vstate.ravel(expected)[0], rtol=1e-12, atol=1e-14
+    )

@@ -273,7 +273,16 @@ class ExactSampler(_Samples):
     )
 
 
-Sampler = kind_union(MetropolisSampler, ExactSampler, default="metropolis")
+class FullSumSampler(Section):
+    kind: Literal["full_sum"] = Field(
+        description="exact sums over every basis state instead of samples (small "
+        "spaces): no Monte Carlo noise"
+    )
+
+
+Sampler = kind_union(
+    MetropolisSampler, ExactSampler, FullSumSampler, default="metropolis"
+)
 
 
 # ---------------------------------------------------------------- [driver]
@@ -410,7 +419,7 @@ UNIONS: dict[str, tuple[tuple[type, ...], str | None]] = {
     "lattice": ((BravaisLattice, CustomLattice), None),
     "hilbert": ((SpinSpace, FockSpace), "spin"),
     "hamiltonian": ((Ising, Heisenberg, XXZ, J1J2, BoseHubbard), None),
-    "sampler": ((MetropolisSampler, ExactSampler), "metropolis"),
+    "sampler": ((MetropolisSampler, ExactSampler, FullSumSampler), "metropolis"),
     "driver": ((VmcDriver, TdvpDriver), "vmc"),
     "preconditioner": ((SRPreconditioner, NoPreconditioner), "sr"),
 }

@@ -26,6 +26,14 @@ persists, while a single noisy R̂ (few samples per chain, just after a large up
 does not: the collapse flag is raised once ``collapse_patience`` steps in a row are
 suspect, and stays up while they remain so. It is logged per step
 (``history/collapsed``) and reported in progress and in the run summary.
+
+Full sum (``nqs.sampler.FullSumSampler``): the samples are the whole basis and
+``nqs.sampler.sample_weights`` their Born probabilities, which every estimator of the
+step takes (``weights``): energy, observables, gradient and S are exact sums, the
+logged error is 0, tau_corr and R̂ are NaN and the acceptance is 1. None of the
+collapse signs fires on that (NaN R̂ is not above ``max_r_hat``; a zero variance is
+only suspect above the exact energy, i.e. at an excited eigenstate), and with a zero
+error the jump test compares the energy with the trend's spread alone.
 """
 
 from __future__ import annotations
@@ -42,6 +50,7 @@ import optax
 
 from nqs import vstate
 from nqs.drivers.thresholds import Safety
+from nqs.sampler import sample_weights
 from nqs.sr import SR, choose_solver, gram_formulation, params_to_real, sr_direction
 
 
@@ -51,7 +60,8 @@ class VMCProblem:
 
     Attributes:
         model: Flax module; apply maps (b, n_sites) int8 to (b,) log ψ.
-        sampler: ``nqs.sampler`` sampler (MetropolisSampler / ExactSampler).
+        sampler: ``nqs.sampler`` sampler (MetropolisSampler / ExactSampler /
+            FullSumSampler).
         hamiltonian: ``LocalOperator``.
         optimizer: optax GradientTransformation.
         sr: SR settings, or None for the plain energy gradient.
@@ -155,10 +165,12 @@ def _all_finite(tree) -> jax.Array:
     return jnp.all(jnp.stack([jnp.all(jnp.isfinite(x)) for x in leaves]))
 
 
-def _measure(problem: VMCProblem, params, samples) -> dict[str, jax.Array]:
+def _measure(problem: VMCProblem, params, samples, weights) -> dict[str, jax.Array]:
     out = {}
     for name, op in problem.observables:
-        stats, _ = vstate.expect(problem.model, params, samples, op, problem.chunk_size)
+        stats, _ = vstate.expect(
+            problem.model, params, samples, op, problem.chunk_size, weights
+        )
         out[f"{name}/mean"] = stats.mean
         out[f"{name}/error"] = stats.error
     return out
@@ -167,13 +179,13 @@ def _measure(problem: VMCProblem, params, samples) -> dict[str, jax.Array]:
 _OBS_DTYPE = {"mean": jnp.complex128, "error": jnp.float64}
 
 
-def _observe(problem: VMCProblem, state: VMCState, samples):
+def _observe(problem: VMCProblem, state: VMCState, samples, weights):
     """Observables every ``observe_every`` steps, NaN otherwise (lax.cond)."""
     if not problem.observables:
         return {}
 
     def measure():
-        out = _measure(problem, state.params, samples)
+        out = _measure(problem, state.params, samples, weights)
         return {k: v.astype(_OBS_DTYPE[k.rsplit("/", 1)[1]]) for k, v in out.items()}
 
     def skip():
@@ -199,13 +211,14 @@ def vmc_step(problem: VMCProblem, state: VMCState) -> tuple[VMCState, dict]:
     sf = problem.safety
     model, params = problem.model, state.params
     samples, chain = problem.sampler.sample(model, params, state.sampler_state)
+    weights = sample_weights(problem.sampler, model, params, samples)
     e_stats, e_loc = vstate.expect(
-        model, params, samples, problem.hamiltonian, problem.chunk_size
+        model, params, samples, problem.hamiltonian, problem.chunk_size, weights
     )
     flat = samples.reshape(-1, samples.shape[-1])
     if problem.sr is None:
         direction = vstate.energy_gradient(
-            model, params, flat, e_loc, problem.chunk_size
+            model, params, flat, e_loc, problem.chunk_size, weights
         )
         g_norm = optax.global_norm(direction)
         shift = jnp.nan
@@ -219,6 +232,7 @@ def vmc_step(problem: VMCProblem, state: VMCState) -> tuple[VMCState, dict]:
             state.step,
             problem.chunk_size,
             shift_multiplier=state.shift_multiplier,
+            weights=weights,
         )
         g_norm, shift = sr_info["grad_norm"], sr_info["diag_shift"]
     updates, opt_state = problem.optimizer.update(direction, state.opt_state, params)
@@ -286,7 +300,7 @@ def vmc_step(problem: VMCProblem, state: VMCState) -> tuple[VMCState, dict]:
         "n_consecutive": new_state.n_consecutive,
         "collapsed": n_suspect >= sf.collapse_patience,
     }
-    info.update(_observe(problem, state, samples))
+    info.update(_observe(problem, state, samples, weights))
     return new_state, info
 
 
