@@ -26,6 +26,7 @@ __all__ = [
     "check_size",
     "estimate_memory",
     "evolve",
+    "observable_traces",
     "expectation",
     "ground_state",
     "sparse_matrix",
@@ -202,26 +203,60 @@ def expectation(op, psi: np.ndarray) -> complex:
     return complex(np.vdot(psi, _as_matrix(op) @ psi) / np.vdot(psi, psi))
 
 
-def evolve(op, psi0: np.ndarray, times) -> np.ndarray:
+def evolve(op, psi0: np.ndarray, times, *, imaginary: bool = False) -> np.ndarray:
     """psi(t) = exp(-i H t) psi0 at each of ``times`` (t = 0 is ``psi0``).
+
+    With ``imaginary`` the evolution is exp(-H t) psi0, normalised at every time (the
+    unnormalised vector under- or overflows; the norm carries no information here).
 
     Args:
         op: ``LocalOperator`` (or sparse matrix) H.
         psi0: (n_states,) initial state.
         times: (n_times,) ascending times >= 0.
+        imaginary: imaginary-time evolution.
     Returns:
         (n_times, n_states) complex128 states.
     """
     times = np.asarray(times, dtype=np.float64).reshape(-1)
     if np.any(np.diff(times) < 0) or (times.size and times[0] < 0):
         raise ValueError("times must be ascending and >= 0")
-    generator = -1j * scipy.sparse.csr_matrix(_as_matrix(op))
+    matrix = scipy.sparse.csr_matrix(_as_matrix(op))
+    generator = -matrix if imaginary else -1j * matrix
     psi = np.asarray(psi0, dtype=np.complex128)
     out = np.empty((times.size, psi.size), dtype=np.complex128)
     t_prev = 0.0
     for n, t in enumerate(times):
         if t > t_prev:
             psi = scipy.sparse.linalg.expm_multiply(generator * (t - t_prev), psi)
+            if imaginary:
+                psi = psi / np.linalg.norm(psi)
         out[n] = psi
         t_prev = t
+    return out
+
+
+def observable_traces(
+    hamiltonian, psi0: np.ndarray, times, observables=(), *, imaginary: bool = False
+) -> dict[str, np.ndarray]:
+    """Exact ⟨H⟩(t) and ⟨O⟩(t) of the evolution of ``psi0`` on the grid ``times``.
+
+    Args:
+        hamiltonian: ``LocalOperator`` generating the evolution.
+        psi0: (n_states,) initial state (normalised here).
+        times: (n_times,) ascending times >= 0.
+        observables: ((name, LocalOperator), ...).
+        imaginary: imaginary-time evolution (see :func:`evolve`).
+    Returns:
+        {"t": (n_times,) float64, "energy": (n_times,) float64, name: (n_times,)
+        float64 (Hermitian) or complex128}.
+    """
+    psi0 = np.asarray(psi0, dtype=np.complex128)
+    psi0 = psi0 / np.linalg.norm(psi0)
+    states = evolve(hamiltonian, psi0, times, imaginary=imaginary)
+    out = {"t": np.asarray(times, dtype=np.float64)}
+    for name, op in (("energy", hamiltonian), *observables):
+        matrix = scipy.sparse.csr_matrix(_as_matrix(op))
+        values = np.einsum("ti,ti->t", states.conj(), (matrix @ states.T).T)
+        hermitian = abs(matrix - matrix.getH()).max() <= 1e-12 if matrix.nnz else True
+        out[name] = values.real.copy() if hermitian else values
     return out
