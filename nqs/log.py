@@ -1,10 +1,10 @@
 """The HDF5 run log ``log.h5``: the only module of nqs that touches HDF5.
 
-Schema (``format = "nqs-log"``, ``format_version = 1``)
+Schema (``format = "nqs-log"``, ``format_version = 2``)
 -------------------------------------------------------
 Root attributes (strings unless noted):
     format          "nqs-log"
-    format_version  int, 1
+    format_version  int, 2 (1: the same without the dynamics entries; read alike)
     config          the resolved TOML config of the run (every default filled in)
     nqs_version     ``nqs.__version__``
     jax_version     ``jax.__version__``
@@ -15,9 +15,9 @@ Root attributes (strings unless noted):
 
 Group ``history``: one row per logged step; every dataset is one-dimensional,
 chunked and growable (``maxshape = (None,)``), and all have the same length.
-    step                 int64, optimisation step (or time step) index
+    step                 int64, optimisation step (VMC) or index of the saved time
+                         (dynamics: row k is time t[k] of the save grid)
     wall_time            float64, seconds since the start of the (first) run
-    t                    float64, time (dynamics only)
     energy/mean          float64, Monte Carlo mean of the local energy (real part;
                          the imaginary part of a Hermitian H's estimate is noise)
     energy/error         float64, standard error of the mean (autocorrelation-corrected)
@@ -33,11 +33,26 @@ chunked and growable (``maxshape = (None,)``), and all have the same length.
     rejected             int8, 1 if the step's update was rejected and rolled back
     n_rejected           int64, rejected steps so far
     collapsed            int8, 1 if the sampler looks collapsed (see nqs.drivers.vmc)
-    (other driver diagnostics: ``dt`` for adaptive dynamics, ...)
+Dynamics (``driver = "tdvp"``) rows are the saved times; energy, acceptance and
+observables are measured there on fresh samples, the diagnostics aggregate the
+integrator steps since the previous row (NaN in row 0, before any step):
+    t                    float64, the saved time
+    dt                   float64, the last step taken
+    steps                int64, integrator steps since the previous row
+    rejected             int64, rejected adaptive attempts since the previous row
+    n_steps, n_rejected  int64, totals so far
+    residual             float64, largest relative TDVP residual of those steps
+                         (0: exact derivative within the manifold, 1: none of it)
+    n_modes              int64, fewest modes of S kept by the regularisation
+    snr_min, snr_median  float64, signal-to-noise spectrum of the force (solver
+                         pinv with Monte Carlo samples; NaN otherwise)
 Missing values are NaN (floats) or -1 (integers).
 
-Group ``exact`` (when the exact ground state is known):
-    energy               float64 scalar, exact ground-state energy (total)
+Group ``exact``:
+    energy               float64 scalar, exact ground-state energy (total), when known
+    t                    float64 (n_t,), dynamics: the save grid of the exact evolution
+    energy_t             float64 (n_t,), dynamics: exact <H>(t) of the initial state
+    <observable>         float64 or complex128 (n_t,), dynamics: exact <O>(t)
 
 Crash safety: rows are buffered in memory and written every few steps by
 ``append_rows``, which copies the log to a temporary file in the same directory,
@@ -62,7 +77,9 @@ import numpy as np
 from nqs import atomic
 
 FORMAT = "nqs-log"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
+#: Versions this module (and ``nqs analyse``) reads.
+READABLE_VERSIONS = (1, 2)
 CHUNK_ROWS = 256
 
 
@@ -119,6 +136,16 @@ def write_exact(path: str | os.PathLike, energy: float) -> None:
         if "energy" in grp:
             del grp["energy"]
         grp.create_dataset("energy", data=np.float64(energy))
+
+
+def write_exact_series(path: str | os.PathLike, series: Mapping[str, Any]) -> None:
+    """Store exact time series (``t``, ``energy_t``, observables) under ``exact``."""
+    with _rewrite(Path(path)) as f:
+        grp = f.require_group("exact")
+        for key, values in series.items():
+            if key in grp:
+                del grp[key]
+            grp.create_dataset(key, data=np.asarray(values))
 
 
 def _fill_value(dtype: np.dtype):

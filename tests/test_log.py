@@ -38,7 +38,7 @@ def test_root_attributes_and_round_trip(tmp_path):
     log.write_exact(path, -12.5)
     data = log.read_log(path)
     attrs = data["attrs"]
-    assert attrs["format"] == "nqs-log" and attrs["format_version"] == 1
+    assert attrs["format"] == "nqs-log" and attrs["format_version"] == 2
     assert attrs["config"] == 'name = "t"\n' and attrs["driver"] == "vmc"
     assert attrs["n_sites"] == 4
     for key in ("nqs_version", "jax_version", "devices", "created"):
