@@ -139,10 +139,26 @@ def check(ctx: typer.Context, config: ConfigArg, set_: SetOption = None) -> None
         typer.echo(f"# parameters (real): {n_params}")
         if sector is not None:
             typer.echo(f"# symmetry: {sector}")
-        if memory is None:
-            typer.echo(f"# driver {cfg.driver.kind}: not available yet (run refuses)")
-        else:
+        if cfg.driver.kind == "tdvp":
+            typer.echo(f"# {_dynamics_check(cfg, config, objs)}")
+        if memory is not None:
             typer.echo(f"# memory per step: ~{format_bytes(memory)}")
+
+
+def _dynamics_check(cfg, config: Path, objs) -> str:
+    """The initial state loads into the model; the save grid and the exact curve."""
+    from nqs import build_dynamics
+
+    params = build_dynamics.load_initial_params(cfg, objs, config)
+    build_dynamics.tdvp_problem(cfg, objs, params)
+    grid = build_dynamics.save_grid(cfg)
+    d = cfg.driver
+    exact = int(objs.hilbert.n_states) <= build_dynamics.exact_limit(cfg)
+    return (
+        f"{d.time}-time evolution of {d.initial_state} to t = {d.t_end:g} with "
+        f"{d.integrator}, {grid.size} saved times"
+        + ("; exact evolution stored" if exact else "")
+    )
 
 
 @app.command()
@@ -165,11 +181,17 @@ def exact(
     With a [symmetry] section: the lowest energies of that sector. With --sectors: a
     table of every sector (momentum, irrep, spin flip, dimension, lowest energy).
     Refuses (exit 2, with the memory estimate) a space too large to diagonalise.
+    On a tdvp config: the exact energy and observables of the evolution of the
+    initial state on the save grid (and the ground-state energy of the Hamiltonian).
     """
-    from nqs import build, build_sectors
+    from nqs import build, build_dynamics, build_sectors
 
     with _errors(ctx):
         cfg = _load(config, set_)
+        if cfg.driver.kind == "tdvp" and not sectors and cfg.symmetry is None:
+            res = build_dynamics.exact_dynamics_result(cfg, config)
+            typer.echo(json.dumps(res) if as_json else _dynamics_table(cfg, res))
+            return
         if sectors:
             res = build_sectors.exact_all_sectors(cfg)
         elif cfg.symmetry is not None:
@@ -200,6 +222,26 @@ def exact(
             typer.echo(f"E1       = {res['first_excited_energy']:.12g}")
             typer.echo(f"E1 - E0  = {res['gap']:.6g}")
         typer.echo(f"time     = {res['wall_time']:.3g} s")
+
+
+def _dynamics_table(cfg, res: dict) -> str:
+    """``nqs exact`` on a tdvp config: one line per saved time."""
+    series = res["series"]
+    names = [k for k in series if k != "t"]
+    lines = [
+        f"{cfg.name}: {res['n_sites']} sites, dimension {res['dimension']}, "
+        f"{res['time']}-time evolution of {cfg.driver.initial_state}",
+        f"E0 of H = {res['energy']:.12g} ({res['energy_per_site']:.10g} per site)",
+        "       t  " + "  ".join(f"{n:>18}" for n in names),
+    ]
+    for i, t in enumerate(series["t"]):
+        cells = []
+        for n in names:
+            v = series[n][i]
+            cells.append(f"{v[0]:>+18.10g}" if isinstance(v, list) else f"{v:>18.12g}")
+        lines.append(f"{t:8.4f}  " + "  ".join(cells))
+    lines.append(f"time     = {res['wall_time']:.3g} s")
+    return "\n".join(lines)
 
 
 def _sector_table(res: dict) -> str:
@@ -300,7 +342,14 @@ def _check_resume_config(run_dir: Path, cfg) -> None:
     except InputError:
         return
     new = config_mod.to_dict(cfg)
-    free = {"n_steps", "checkpoint_every", "flush_every", "exact", *_EARLY_STOP}
+    free = {
+        "n_steps",
+        "t_end",
+        "checkpoint_every",
+        "flush_every",
+        "exact",
+        *_EARLY_STOP,
+    }
     for section in sorted(set(old) | set(new)):
         a, b = old.get(section), new.get(section)
         if isinstance(a, dict) and isinstance(b, dict):
@@ -366,15 +415,25 @@ def plot(
         typer.Option("-o", "--out", help="PNG file [default: <first run>/<q>.png]."),
     ] = None,
     quantity: Annotated[
-        str, typer.Option("--quantity", "-q", help="Logged quantity to plot.")
-    ] = "energy",
+        str | None,
+        typer.Option(
+            "--quantity",
+            "-q",
+            help="Logged quantity to plot [default: energy; for dynamics the first "
+            "observable].",
+            show_default=False,
+        ),
+    ] = None,
 ) -> None:
-    """PNG of a history (energy vs step with the exact line); several runs overlaid."""
+    """PNG of a history (energy vs step with the exact line; for dynamics an
+    observable vs time with the exact curve and an error panel); runs overlaid."""
     from nqs import analysis
     from nqs import plot as plot_mod
 
     with _errors(ctx):
         data = [analysis.load_run(r) for r in runs]
+        if quantity is None:
+            quantity = plot_mod.default_quantity(data[0])
         if out is None:
             out = data[0].path.parent / f"{quantity.replace('/', '_')}.png"
         if out.is_dir():
@@ -423,7 +482,8 @@ def run(
             raise InputError("--force", "cannot be combined with --resume")
         cfg = _load(config, set_)
         run_dir = out if out is not None else Path("runs") / cfg.name
-        prep = prepare.prepare(cfg)  # built and checked: nothing written before this
+        # built and checked: nothing written before this
+        prep = prepare.prepare(cfg, config_path=config)
         replace = _prepare_run_dir(run_dir, resume, force)
         if resume:
             _check_resume_config(run_dir, cfg)
@@ -439,7 +499,10 @@ def run(
 
             result = prepare.execute(prep, run_dir, resume=resume, progress=report)
         summary = analysis.summarize(analysis.load_run(run_dir))
-        typer.echo(progress_mod.final_line(summary, result))
+        if cfg.driver.kind == "tdvp":
+            typer.echo(progress_mod.final_dynamics_line(summary, result))
+        else:
+            typer.echo(progress_mod.final_line(summary, result))
 
 
 @app.command()

@@ -54,10 +54,25 @@ class Reporter:
         if self.progress is not None:
             self.progress.stop()
 
+    @property
+    def dynamics(self) -> bool:
+        return self.prep.cfg.driver.kind == "tdvp"
+
     def _header(self, record: dict) -> None:
         hil = self.prep.objects.hilbert
         cfg = self.prep.cfg
         dimension = Decimal(int(hil.n_states))  # exact: a float overflows at 2^1024
+        if self.dynamics:
+            d = cfg.driver
+            self.console.print(
+                f"{cfg.name}: {hil.n_sites} sites, dimension {dimension:.4g}, "
+                f"{self.prep.n_parameters} parameters; {d.time}-time evolution of "
+                f"{d.initial_state} to t = {d.t_end:g} ({d.integrator}, dt "
+                f"{d.dt:g}) -> {self.run_dir}"
+            )
+            if record.get("row"):
+                self.console.print(f"resuming at saved time {record['row']}")
+            return
         self.console.print(
             f"{cfg.name}: {hil.n_sites} sites, dimension {dimension:.4g}, "
             f"{self.prep.n_parameters} parameters, "
@@ -74,6 +89,20 @@ class Reporter:
             self.console.print(f"resuming at step {record['step']}")
 
     def _start(self, record: dict) -> None:
+        if self.dynamics:
+            self.progress = Progress(
+                TextColumn("t"),
+                TextColumn("{task.fields[t]}"),
+                BarColumn(bar_width=24),
+                TextColumn("{task.fields[stats]}"),
+                console=self.console,
+                transient=False,
+            )
+            self.progress.start()
+            self.task = self.progress.add_task(
+                "tdvp", total=record["t_end"], completed=0.0, t="", stats=""
+            )
+            return
         self.progress = Progress(
             TextColumn("step"),
             MofNCompleteColumn(),
@@ -101,7 +130,29 @@ class Reporter:
             self.progress.stop()
             self.progress = None
 
+    def _row(self, record: dict) -> None:
+        stats = (
+            f"E = {_num(record.get('energy/mean'), '.8g')} ± "
+            f"{_num(record.get('energy/error'), '.2g')}  "
+            f"residual {_num(record.get('residual'), '.2g')}  "
+            f"dt {_num(record.get('dt'), '.3g')}  "
+            f"{record.get('n_steps', 0)} steps"
+        )
+        if record.get("n_rejected"):
+            stats += f" ({record['n_rejected']} rejected)"
+        stats += f"  {_num(record.get('time_per_row'), '.3g')} s/row"
+        t = record.get("t", 0.0)
+        self.progress.update(
+            self.task,
+            completed=t,
+            t=f"{_num(t, '.4f')}/{record['t_end']:g}",
+            stats=stats,
+        )
+
     def _step(self, record: dict) -> None:
+        if self.dynamics:
+            self._row(record)
+            return
         stats = (
             f"E = {_num(record.get('energy/mean'), '.8g')} ± "
             f"{_num(record.get('energy/error'), '.2g')}  "
@@ -124,6 +175,25 @@ class Reporter:
             self.n_rejected += 1
             stats += "  [red]rejected[/]"
         self.progress.update(self.task, completed=record["step"] + 1, stats=stats)
+
+
+def final_dynamics_line(summary, result) -> str:
+    """One line of a finished evolution: time reached, steps, residual, drift, error."""
+    d = summary.dynamics or {}
+    parts = [
+        f"{summary.name}: {result.status} at t = {_num(result.t, '.6g')}",
+        f"{result.n_rows} saved times, {result.n_steps} steps "
+        f"({result.n_rejected} rejected)",
+        f"E = {_num(summary.energy, '.10g')} ± {_num(summary.energy_error, '.2g')}",
+        f"max residual {_num(d.get('max_residual'), '.2g')}",
+        f"energy drift {_num(d.get('energy_drift'), '.2g')}",
+    ]
+    for name, err in (d.get("max_error") or {}).items():
+        parts.append(f"max |{name} - exact| {_num(err, '.2g')}")
+    if result.compile_time is not None:
+        parts.append(f"first row {_num(result.compile_time, '.3g')} s (compile)")
+    parts.append(f"log {summary.path}")
+    return "; ".join(parts)
 
 
 def final_line(summary, result) -> str:

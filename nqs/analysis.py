@@ -41,6 +41,8 @@ class RunData:
         history: ``{"step": (n,), "energy/mean": (n,), ...}`` float/int numpy arrays,
             one entry per logged dataset (group paths joined by "/").
         exact_energy: exact ground-state energy when logged, else None.
+        exact_series: dynamics: ``{"t": (n_t,), "energy_t": (n_t,), <obs>: (n_t,)}``
+            exact evolution when logged, else {}.
     """
 
     path: Path
@@ -48,6 +50,7 @@ class RunData:
     attrs: dict[str, Any]
     history: dict[str, np.ndarray]
     exact_energy: float | None
+    exact_series: dict[str, np.ndarray] = dataclasses.field(default_factory=dict)
 
     @property
     def config(self) -> dict[str, Any]:
@@ -85,6 +88,7 @@ class Summary:
     time_per_step: float | None  # seconds, median over the window
     collapsed: bool
     settings: dict[str, Any]
+    dynamics: dict[str, Any] | None = None  # tdvp runs (see dynamics_summary)
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready dict (NaN → None)."""
@@ -93,9 +97,67 @@ class Summary:
 
 
 def _json_float(v: Any) -> Any:
+    if isinstance(v, dict):
+        return {k: _json_float(x) for k, x in v.items()}
     if isinstance(v, float) and not math.isfinite(v):
         return None
     return v
+
+
+def _max_finite(x) -> float | None:
+    x = np.asarray(x, dtype=float) if x is not None else np.zeros(0)
+    x = x[np.isfinite(x)]
+    return float(x.max()) if x.size else None
+
+
+def dynamics_summary(run: RunData) -> dict[str, Any]:
+    """What a tdvp log says about its evolution.
+
+    Returns:
+        {"time": "real" | "imaginary", "t_reached", "n_saved", "n_steps",
+        "n_rejected", "max_residual" (largest relative TDVP residual),
+        "energy_drift" (max |E(t) - E(0)| / |E(0)|: conserved in real time),
+        "max_error": {name: max over the saved times of |<O>(t) - exact| (exact
+        curves interpolated onto the saved times), for the energy and every
+        observable with a stored exact curve}}; entries None when not logged.
+    """
+    h = run.history
+    t = np.asarray(h.get("t", np.zeros(0)), dtype=float)
+    energy = np.real(np.asarray(h.get("energy/mean", np.zeros(0))))
+    drift = None
+    if energy.size and np.isfinite(energy[0]) and energy[0] != 0:
+        drift = _max_finite(np.abs(energy - energy[0]) / abs(energy[0]))
+    last = lambda key: int(np.asarray(h[key])[-1]) if key in h and len(h[key]) else 0  # noqa: E731
+    max_error: dict[str, float | None] = {}
+    ex = run.exact_series
+    if "t" in ex and t.size:
+        t_ex = np.asarray(ex["t"], dtype=float)
+        inside = (t >= t_ex[0] - 1e-12) & (t <= t_ex[-1] + 1e-12)
+        pairs = [("energy", "energy_t", "energy/mean")] + [
+            (k, k, f"{k}/mean") for k in ex if k not in ("t", "energy_t")
+        ]
+        for name, exact_key, hist_key in pairs:
+            if hist_key not in h or exact_key not in ex:
+                continue
+            ref = np.asarray(ex[exact_key])
+            val = np.asarray(h[hist_key])
+            if not np.iscomplexobj(ref):
+                val = np.real(val)
+            interp = np.interp(t[inside], t_ex, ref.real)
+            if np.iscomplexobj(ref):
+                interp = interp + 1j * np.interp(t[inside], t_ex, ref.imag)
+            max_error[name] = _max_finite(np.abs(val[inside] - interp))
+    cfg = run.config.get("driver", {})
+    return {
+        "time": cfg.get("time", run.attrs.get("time")),
+        "t_reached": float(t[-1]) if t.size else None,
+        "n_saved": int(t.size),
+        "n_steps": last("n_steps"),
+        "n_rejected": last("n_rejected"),
+        "max_residual": _max_finite(h.get("residual")),
+        "energy_drift": drift,
+        "max_error": max_error,
+    }
 
 
 def window_average(
@@ -209,12 +271,18 @@ def summarize(run: RunData, fraction: float = DEFAULT_FRACTION) -> Summary:
     h = run.history
     if "energy/mean" not in h:
         raise InputError(str(run.path), "no history/energy in this log")
+    dynamics = None
+    if run.attrs.get("driver") == "tdvp":
+        dynamics = dynamics_summary(run)
+        fraction = 1.0 / max(1, len(h["energy/mean"]))  # the last saved time
     energy, error, n_win = window_average(
         np.real(h["energy/mean"]), h.get("energy/error"), fraction
     )
     variance = _window_mean(h, "energy/variance", n_win)
     n_sites = _n_sites(run)
     exact = run.exact_energy
+    if dynamics is not None and dynamics["time"] != "imaginary":
+        exact = None  # real time: the ground-state energy is no reference
     steps = np.asarray(h.get("step", np.arange(len(h["energy/mean"]))))
     per_site = (lambda x: x / n_sites) if n_sites else (lambda x: None)
     v_score = None
@@ -241,6 +309,7 @@ def summarize(run: RunData, fraction: float = DEFAULT_FRACTION) -> Summary:
         time_per_step=_time_per_step(h, n_win),
         collapsed=is_collapsed(run, n_win),
         settings=_settings(run.config),
+        dynamics=dynamics,
     )
 
 
@@ -273,6 +342,8 @@ def format_summary(s: Summary) -> str:
         f"  R-hat      {_fmt(s.r_hat, '.4f')}   acceptance "
         f"{_fmt(s.acceptance, '.3f')}   time/step {_fmt(s.time_per_step, '.3g')} s"
     )
+    if s.dynamics is not None:
+        lines.extend(_dynamics_lines(s.dynamics))
     if s.collapsed:
         lines.append("  WARNING    the sampler looks collapsed (no moves accepted)")
     if s.settings:
@@ -280,6 +351,19 @@ def format_summary(s: Summary) -> str:
             "  settings   " + ", ".join(f"{k}={v}" for k, v in s.settings.items())
         )
     return "\n".join(lines)
+
+
+def _dynamics_lines(d: dict[str, Any]) -> list[str]:
+    lines = [
+        f"  dynamics   {d['time']} time, t reached {_fmt(d['t_reached'], '.6g')}, "
+        f"{d['n_saved']} saved times, {d['n_steps']} steps, "
+        f"{d['n_rejected']} rejected",
+        f"  residual   max {_fmt(d['max_residual'], '.3g')}   energy drift "
+        f"{_fmt(d['energy_drift'], '.3g')}",
+    ]
+    for name, err in d["max_error"].items():
+        lines.append(f"  vs exact   max |{name} - exact| = {_fmt(err, '.3g')}")
+    return lines
 
 
 def load_run(path: str | Path) -> RunData:
@@ -311,6 +395,11 @@ def load_run(path: str | Path) -> RunData:
     import tomllib
 
     attrs, history, exact = _checked_log(file, data)
+    series = {
+        k: np.asarray(v)
+        for k, v in data.get("exact", {}).items()
+        if k != "energy" and np.ndim(v) == 1
+    }
     name = None
     with contextlib.suppress(tomllib.TOMLDecodeError):
         name = tomllib.loads(attrs.get("config", "")).get("name")
@@ -320,6 +409,7 @@ def load_run(path: str | Path) -> RunData:
         attrs=attrs,
         history=history,
         exact_energy=exact,
+        exact_series=series,
     )
 
 

@@ -181,6 +181,9 @@ def sr(cfg: Config):
             cg_tol=p.cg_tol,
             cg_maxiter=p.cg_maxiter,
             shift_schedule=schedule,
+            rcond=p.rcond,
+            smooth_cutoff=p.smooth_cutoff,
+            snr_cutoff=p.snr_cutoff,
         )
 
 
@@ -228,11 +231,14 @@ def memory_per_step(cfg: Config, objs: Objects) -> int | None:
     The exact and full-sum samplers add their enumeration: every state (int8) and its
     log-amplitude, probabilities and draw or weight (complex128, float64 x 2).
     """
-    if cfg.driver.kind != "vmc":
-        return None
     from nqs.drivers import vmc
 
-    memory = vmc.estimate_memory(vmc_problem(cfg, objs))
+    if cfg.driver.kind == "tdvp":  # the same pieces, once per Runge-Kutta stage
+        from nqs.build_dynamics import tdvp_problem
+
+        memory = vmc.estimate_memory(tdvp_problem(cfg, objs))
+    else:
+        memory = vmc.estimate_memory(vmc_problem(cfg, objs))
     if cfg.sampler.kind in ("exact", "full_sum"):
         memory += int(objs.hilbert.n_states) * (objs.hilbert.n_sites + 32)
     return memory

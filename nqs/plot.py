@@ -56,10 +56,82 @@ def _labels(runs: Sequence[RunData]) -> list[str]:
     return [str(r.path.parent) for r in runs]
 
 
+def default_quantity(run: RunData) -> str:
+    """The energy; for a dynamics run its first observable with an exact curve (else
+    its first observable, else the energy)."""
+    if run.attrs.get("driver") != "tdvp":
+        return "energy"
+    names = [q for q in quantities(run) if f"{q}/error" in run.history]
+    names = [q for q in names if q != "energy"]
+    with_exact = [q for q in names if q in run.exact_series]
+    return (with_exact or names or ["energy"])[0]
+
+
+def _exact_curve(run: RunData, quantity: str):
+    """(t, values) of the stored exact evolution of ``quantity``, or None."""
+    key = "energy_t" if quantity == "energy" else quantity
+    ex = run.exact_series
+    if "t" not in ex or key not in ex:
+        return None
+    return np.asarray(ex["t"], dtype=float), np.real(np.asarray(ex[key]))
+
+
+def _plot_dynamics(runs, series, out, quantity, plt) -> Path:
+    """⟨O⟩(t) of dynamics runs, the exact curves, and a panel of |⟨O⟩ - exact|."""
+    curves = [_exact_curve(r, quantity) for r in runs]
+    with_exact = any(c is not None for c in curves)
+    nrows = 2 if with_exact else 1
+    fig, axes = plt.subplots(
+        nrows, 1, figsize=(7, 3.2 * nrows + 0.6), sharex=True, squeeze=False
+    )
+    ax = axes[0, 0]
+    labels = _labels(runs)
+    for label, (x, y, err, _), curve in zip(labels, series, curves, strict=True):
+        (line,) = ax.plot(x, y, lw=1.4, marker=".", ms=3, label=label)
+        if err is not None:
+            ax.fill_between(x, y - err, y + err, color=line.get_color(), alpha=0.25)
+        if curve is None:
+            continue
+        t_ex, y_ex = curve
+        ax.plot(
+            t_ex,
+            y_ex,
+            color="black" if len(runs) == 1 else line.get_color(),
+            ls="--",
+            lw=1,
+            label="exact" if len(runs) == 1 else f"exact ({label})",
+        )
+        inside = (x >= t_ex[0]) & (x <= t_ex[-1])
+        diff = np.abs(y[inside] - np.interp(x[inside], t_ex, y_ex))
+        axes[1, 0].semilogy(
+            x[inside], np.maximum(diff, 1e-16), color=line.get_color(), lw=1.2
+        )
+        if err is not None:
+            axes[1, 0].semilogy(
+                x[inside], err[inside], color=line.get_color(), lw=0.8, ls=":"
+            )
+    ax.set_ylabel("energy (total)" if quantity == "energy" else f"<{quantity}>")
+    ax.legend(fontsize="small")
+    ax.grid(alpha=0.3)
+    if with_exact:
+        axes[1, 0].set_ylabel("|tVMC - exact| (dotted: error bar)")
+        axes[1, 0].grid(alpha=0.3, which="both")
+    axes[-1, 0].set_xlabel("time t")
+    fig.suptitle(quantity if len(runs) > 1 else f"{runs[0].name}: {quantity}(t)")
+    fig.tight_layout()
+    out = Path(out)
+    fig.savefig(out, dpi=120)
+    plt.close(fig)
+    return out
+
+
 def plot_runs(
-    runs: Sequence[RunData], out: str | Path, quantity: str = "energy"
+    runs: Sequence[RunData], out: str | Path, quantity: str | None = None
 ) -> Path:
     """Write a PNG of ``quantity`` vs step (or time) for ``runs``; return its path.
+
+    ``quantity`` None: :func:`default_quantity` of the first run. Dynamics runs plot
+    against the time with the exact curve and an error panel when stored.
 
     Raises:
         InputError: ``quantity`` is not logged by one of the runs.
@@ -69,7 +141,11 @@ def plot_runs(
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    if quantity is None:
+        quantity = default_quantity(runs[0])
     series = [_series(r, quantity) for r in runs]
+    if any(r.attrs.get("driver") == "tdvp" for r in runs):
+        return _plot_dynamics(runs, series, out, quantity, plt)
     exacts = [r.exact_energy for r in runs] if quantity == "energy" else []
     with_exact = any(e is not None for e in exacts)
     nrows = 2 if with_exact else 1

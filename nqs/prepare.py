@@ -142,15 +142,12 @@ class Prepared(NamedTuple):
     n_parameters: int
 
 
-def prepare(cfg: Config) -> Prepared:
+def prepare(cfg: Config, config_path: str | Path | None = None) -> Prepared:
     """Build the problem and its initial state (PRNG key from ``cfg.seed``); nothing is
-    written. Raises ``InputError`` for bad input, and for a driver not available."""
-    if cfg.driver.kind != "vmc":
-        raise InputError(
-            "driver.kind",
-            f"the {cfg.driver.kind} driver is not available yet in nqs "
-            f'{version()}; use kind = "vmc"',
-        )
+    written. Raises ``InputError`` for bad input.
+
+    ``config_path`` (the config file) is where a relative ``driver.initial_state`` of
+    a tdvp config is looked for when it is not in the working directory."""
     if cfg.symmetry is not None:
         raise InputError(
             "symmetry",
@@ -158,6 +155,8 @@ def prepare(cfg: Config) -> Prepared:
             "a run would not stay in it; [symmetry] is used by `nqs exact` (remove "
             "the section to run)",
         )
+    if cfg.driver.kind == "tdvp":
+        return _prepare_tdvp(cfg, config_path)
     from nqs.drivers import vmc
 
     objs, _ = validate(cfg)
@@ -165,6 +164,19 @@ def prepare(cfg: Config) -> Prepared:
     with as_input_error("model"):
         state = vmc.init_state(problem, jax.random.key(cfg.seed))
     return Prepared(cfg, objs, problem, state, vmc.n_parameters(state.params))
+
+
+def _prepare_tdvp(cfg: Config, config_path) -> Prepared:
+    from nqs import build_dynamics
+    from nqs.drivers import tdvp, vmc
+
+    objs, _ = validate(cfg)
+    params = build_dynamics.load_initial_params(cfg, objs, config_path)
+    problem = build_dynamics.tdvp_problem(cfg, objs, params)
+    _, k_sampler = jax.random.split(jax.random.key(cfg.seed))
+    with as_input_error("model"):
+        state = tdvp.init_state(problem, k_sampler, params)
+    return Prepared(cfg, objs, problem, state, vmc.n_parameters(params))
 
 
 def exact_limit(cfg: Config) -> int:
@@ -192,6 +204,8 @@ def execute(
     from nqs import config as config_mod
     from nqs.drivers import loop
 
+    if prep.cfg.driver.kind == "tdvp":
+        return _execute_tdvp(prep, run_dir, resume=resume, progress=progress)
     d = prep.cfg.driver
     early = None
     if d.early_stop:
@@ -209,4 +223,39 @@ def execute(
         max_exact_dimension=exact_limit(prep.cfg),
         early_stop=early,
         log_attrs={"seed": prep.cfg.seed, "name": prep.cfg.name},
+    )
+
+
+def _execute_tdvp(prep: Prepared, run_dir, *, resume: bool, progress):
+    """Run a prepared evolution (``nqs.drivers.tdvp_loop.run``)."""
+    from nqs import build_dynamics
+    from nqs import config as config_mod
+    from nqs.drivers import tdvp_loop
+
+    cfg, d = prep.cfg, prep.cfg.driver
+    grid = build_dynamics.save_grid(cfg)
+    exact = None
+    dim = int(prep.objects.hilbert.n_states)
+    if not resume and dim <= build_dynamics.exact_limit(cfg):
+        params = prep.state.params
+        exact = build_dynamics.exact_dynamics(cfg, prep.objects, params, grid)
+    return tdvp_loop.run(
+        prep.problem,
+        prep.state,
+        run_dir,
+        grid,
+        config_text=config_mod.resolved_toml(cfg),
+        resume=resume,
+        checkpoint_every=d.checkpoint_every,
+        flush_every=d.flush_every,
+        progress=progress,
+        exact=exact,
+        log_attrs={
+            "seed": cfg.seed,
+            "name": cfg.name,
+            "n_sites": int(prep.objects.hilbert.n_sites),
+            "n_parameters": prep.n_parameters,
+            "time": d.time,
+        },
+        save_every_step=d.adaptive and d.save_every_t is None,
     )

@@ -49,6 +49,10 @@ product, so the Jacobian is never formed: for an RBM the kernel costs
 When every parameter is complex and the samples satisfy the Cauchy-Riemann equations
 ``O_y = i O_x`` (a holomorphic ansatz; checked inside the step), ``dense`` and ``minsr``
 solve the equivalent complex system ``(S_c + D) δ = 2F`` of half the size instead.
+``pinv`` diagonalises S and solves in its eigenbasis with a cutoff of small
+eigenvalues (``rcond``, smooth or sharp) and optionally the signal-to-noise cutoff of
+Schmitt & Heyl (``snr_cutoff``), the regularisations of time-dependent VMC
+(``nqs.sr_spectral``); its info adds ``n_modes``, ``snr_min`` and ``snr_median``.
 
 This module holds the settings, the real formulation and the dispatch; the solver
 kernels and the Gram path are in ``nqs.sr_solvers``.
@@ -72,6 +76,7 @@ from nqs.sr_solvers import (
     solve_dense,
     solve_minsr,
 )
+from nqs.sr_spectral import spectral_solve
 from nqs.vstate import safe_rows
 
 __all__ = [
@@ -91,7 +96,7 @@ __all__ = [
     "sr_direction",
 ]
 
-SOLVERS = ("auto", "dense", "minsr", "cg")
+SOLVERS = ("auto", "dense", "minsr", "cg", "pinv")
 
 #: Jacobian (or kernel) memory above which ``auto`` uses the matrix-free solver (bytes).
 JACOBIAN_BUDGET = 2 * 1024**3
@@ -111,6 +116,10 @@ class SR:
         cg_maxiter: iteration cap of the conjugate-gradient solver (None: jax default).
         shift_schedule: optional ``step -> shift`` (e.g. an optax schedule) replacing
             ``diag_shift``.
+        rcond: solver "pinv": eigenvalues of S below ``rcond · λ_max`` are cut off.
+        smooth_cutoff: solver "pinv": smooth filters instead of sharp cutoffs.
+        snr_cutoff: solver "pinv": signal-to-noise ratio below which a mode of S is
+            dropped (``nqs.sr_spectral``); None: off.
     """
 
     diag_shift: float = 0.01
@@ -119,6 +128,9 @@ class SR:
     cg_tol: float = 1e-8
     cg_maxiter: int | None = None
     shift_schedule: Callable[[Any], Any] | None = None
+    rcond: float = 1e-12
+    smooth_cutoff: bool = True
+    snr_cutoff: float | None = None
 
     def __post_init__(self):
         if self.solver not in SOLVERS:
@@ -127,8 +139,12 @@ class SR:
             raise ValueError(f"diag_shift must be >= 0, got {self.diag_shift}")
         if self.diag_scale is not None and self.diag_scale < 0:
             raise ValueError(f"diag_scale must be >= 0, got {self.diag_scale}")
-        if self.solver == "cg" and self.diag_scale:
-            raise ValueError("diag_scale needs diag(S): use solver dense or minsr")
+        if self.solver in ("cg", "pinv") and self.diag_scale:
+            raise ValueError("diag_scale is for solvers dense and minsr")
+        if self.rcond < 0:
+            raise ValueError(f"rcond must be >= 0, got {self.rcond}")
+        if self.snr_cutoff is not None and self.solver != "pinv":
+            raise ValueError('snr_cutoff needs solver = "pinv"')
 
     def shift(self, step) -> jax.Array:
         """The absolute diagonal shift at optimisation step ``step``."""
@@ -349,6 +365,19 @@ def natural_gradient(
         return x, {"diag_shift": shift, "grad_norm": g_norm}
 
     eps = real_residual(residual, is_cplx, weights)
+    if solver == "pinv":
+        X = real_jacobian(model, params, sigma, chunk_size, weights)
+        x, spectral = spectral_solve(
+            X,
+            eps,
+            shift,
+            rcond=sr.rcond,
+            smooth=sr.smooth_cutoff,
+            snr_cutoff=sr.snr_cutoff,
+            n_samples=None if weights is not None else sigma.shape[0],
+        )
+        g_norm = jnp.linalg.norm(2.0 * X.T @ eps)
+        return unravel(x), {"diag_shift": shift, "grad_norm": g_norm, **spectral}
     if solver == "cg":
         matvec, xt = _jacobian_closures(model, params, sigma, is_cplx, weights)
         g = 2.0 * xt(eps)

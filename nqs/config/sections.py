@@ -337,20 +337,45 @@ class VmcDriver(_VmcThresholds):
 
 class TdvpDriver(_RunKeys):
     kind: Literal["tdvp"] = Field(description="time evolution by TDVP")
-    time: Literal["real", "imaginary"] = Field("real", description="real or imaginary")
+    time: Literal["real", "imaginary"] = Field(
+        "real", description="real time (-iH) or imaginary time (-H)"
+    )
     t_end: PosFloat = Field(description="final time")
-    dt: PosFloat = Field(description="time step (first step if adaptive)")
+    dt: PosFloat = Field(description="time step (the first step if adaptive)")
     integrator: Literal["euler", "heun", "midpoint", "rk4", "rk23", "rk45"] = Field(
         "rk4", description="Runge-Kutta scheme; rk23 and rk45 are adaptive"
     )
-    rtol: PosFloat = Field(1e-5, description="relative tolerance (adaptive)")
-    atol: PosFloat = Field(1e-8, description="absolute tolerance (adaptive)")
+    rtol: PosFloat = Field(1e-4, description="relative tolerance (adaptive only)")
+    atol: PosFloat = Field(1e-6, description="absolute tolerance (adaptive only)")
+    dt_min: PosFloat | None = Field(
+        None, description="smallest adaptive step (default dt / 1e4)"
+    )
+    dt_max: PosFloat | None = Field(
+        None, description="largest adaptive step (default: save_every_t or t_end)"
+    )
+    error_norm: Literal["qgt", "euclidean", "maximum"] = Field(
+        "qgt",
+        description="norm of the adaptive error estimate: quantum geometric "
+        "tensor (d theta^T S d theta), euclidean or maximum",
+    )
     save_every_t: PosFloat | None = Field(
-        None, description="time grid of the logged observables (default: every step)"
+        None,
+        description="time grid of the logged rows (default: dt for fixed steps, "
+        "every accepted step for adaptive ones)",
     )
-    initial_state: Str | None = Field(
-        None, description="run directory whose final state starts the evolution"
+    initial_state: Str = Field(
+        description="run directory whose final state starts the evolution"
     )
+    exact: Annotated[Literal["auto"] | bool, BeforeValidator(_auto_or_bool)] = Field(
+        "auto",
+        description="exact evolution of the observables: auto (small spaces), "
+        "true, false",
+    )
+
+    @property
+    def adaptive(self) -> bool:
+        """Whether the integrator controls its step by an error estimate."""
+        return self.integrator in ("rk23", "rk45")
 
     @model_validator(mode="after")
     def _times(self) -> TdvpDriver:
@@ -358,7 +383,50 @@ class TdvpDriver(_RunKeys):
             raise InputError(
                 "driver.dt", f"{self.dt} is larger than t_end = {self.t_end}"
             )
+        if self.save_every_t is not None and self.save_every_t > self.t_end:
+            raise InputError(
+                "driver.save_every_t",
+                f"{self.save_every_t} is larger than t_end = {self.t_end}",
+            )
+        if self.adaptive:
+            self._check_adaptive()
+            return self
+        steps = self.t_end / self.dt
+        if abs(steps - round(steps)) > 1e-9 * max(1.0, steps):
+            raise InputError(
+                "driver.t_end",
+                f"{self.t_end} is not a multiple of dt = {self.dt} (fixed-step "
+                f"{self.integrator}); use {round(steps) * self.dt:.6g} or an "
+                "adaptive integrator",
+            )
+        if self.save_every_t is not None:
+            ratio = self.save_every_t / self.dt
+            if abs(ratio - round(ratio)) > 1e-9 * max(1.0, ratio):
+                raise InputError(
+                    "driver.save_every_t",
+                    f"{self.save_every_t} is not a multiple of dt = {self.dt} "
+                    f"(fixed-step {self.integrator}); use "
+                    f"{max(1, round(ratio)) * self.dt:.6g}",
+                )
         return self
+
+    def _check_adaptive(self) -> None:
+        if not 1e-13 <= self.rtol < 1:
+            raise InputError(
+                "driver.rtol",
+                f"{self.rtol} makes no sense for an adaptive step: expected "
+                "1e-13 <= rtol < 1",
+            )
+        if self.atol >= 1:
+            raise InputError(
+                "driver.atol",
+                f"{self.atol} makes no sense for an adaptive step: expected < 1",
+            )
+        lo, hi = self.dt_min, self.dt_max
+        if lo is not None and lo > self.dt:
+            raise InputError("driver.dt_min", f"{lo} is larger than dt = {self.dt}")
+        if hi is not None and hi < self.dt:
+            raise InputError("driver.dt_max", f"{hi} is smaller than dt = {self.dt}")
 
 
 Driver = kind_union(VmcDriver, TdvpDriver, default="vmc")
@@ -383,11 +451,32 @@ class SRPreconditioner(Section):
     diag_scale: NonNegFloat | None = Field(
         None, description="relative shift: adds diag_scale * diag(S)"
     )
-    solver: Literal["auto", "dense", "minsr", "cg"] = Field(
-        "auto", description="linear solver of the SR system"
+    solver: Literal["auto", "dense", "minsr", "cg", "pinv"] = Field(
+        "auto",
+        description="linear solver of the SR system; pinv: eigendecomposition "
+        "with the rcond and snr_cutoff regularisations",
     )
     cg_tol: PosFloat = Field(1e-8, description="relative tolerance of cg")
     cg_maxiter: PosInt | None = Field(None, description="iteration limit of cg")
+    rcond: NonNegFloat = Field(
+        1e-12,
+        description="pinv: eigenvalues of S below rcond * largest are cut off",
+    )
+    smooth_cutoff: Bool = Field(
+        True,
+        description="pinv: smooth cutoffs 1 / (1 + (cut / x)^6) instead of sharp",
+    )
+    snr_cutoff: PosFloat | None = Field(
+        None,
+        description="pinv: drop modes whose signal-to-noise ratio of the force is "
+        "below this (Schmitt & Heyl 2020; e.g. 2-4); default off",
+    )
+
+    @model_validator(mode="after")
+    def _pinv_keys(self) -> SRPreconditioner:
+        if self.solver != "pinv" and self.snr_cutoff is not None:
+            raise InputError("preconditioner.snr_cutoff", 'needs solver = "pinv"')
+        return self
 
 
 class NoPreconditioner(Section):

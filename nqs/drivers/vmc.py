@@ -325,7 +325,9 @@ def estimate_memory(problem: VMCProblem) -> int:
     """Rough peak bytes of one step: samples, connected configurations, Jacobian, S.
 
     Args:
-        problem: the run's static description.
+        problem: the run's static description (or any problem with the same
+            ``model``, ``sampler``, ``hamiltonian``, ``sr`` and ``chunk_size``, e.g.
+            ``nqs.drivers.tdvp.TDVPProblem``: one right-hand side costs one step).
     Returns:
         bytes (int).
     """
@@ -357,7 +359,7 @@ def estimate_memory(problem: VMCProblem) -> int:
             # the per-sample Jacobian, its centred copy and XLA temporaries: peak RSS
             # of a minsr step, RBM alpha=4 on 100 sites, 4096 samples, is ~3.5x X
             total += 3 * m * n_params * 8
-            total += (n_params**2 if solver == "dense" else m**2) * 8
+            total += (n_params**2 if solver in ("dense", "pinv") else m**2) * 8
         else:
             total += 4 * n_params * 8 + 4 * m * 8
     else:
