@@ -334,11 +334,18 @@ def test_bench_json(tmp_path):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("path", CONFIGS, ids=[p.stem for p in CONFIGS])
-def test_shipped_config_runs(tmp_path, monkeypatch, path):
-    """Every shipped config runs as shipped, shrunk to a few steps and samples."""
-    monkeypatch.chdir(ROOT)  # custom ansatz paths are relative to the repository
-    run_dir = tmp_path / path.stem
+def _toml(path: Path) -> dict:
+    import tomllib
+
+    return tomllib.loads(path.read_text())
+
+
+GROUND_STATE_CONFIGS = [p for p in CONFIGS if _toml(p)["driver"]["kind"] == "vmc"]
+DYNAMICS_CONFIGS = [p for p in CONFIGS if _toml(p)["driver"]["kind"] == "tdvp"]
+SMALL_SAMPLER = ["--set", "sampler.n_chains=16", "--set", "sampler.n_samples=64"]
+
+
+def _small_run(path: Path, run_dir: Path, *extra):
     result = _invoke(
         "run",
         path,
@@ -348,11 +355,56 @@ def test_shipped_config_runs(tmp_path, monkeypatch, path):
         "--set",
         "driver.n_steps=3",
         "--set",
-        "sampler.n_chains=16",
-        "--set",
-        "sampler.n_samples=64",
-        "--set",
         "driver.exact=false",
+        *SMALL_SAMPLER,
+        *extra,
     )
     assert result.exit_code == 0, result.output
+
+
+@pytest.mark.parametrize(
+    "path", GROUND_STATE_CONFIGS, ids=[p.stem for p in GROUND_STATE_CONFIGS]
+)
+def test_shipped_config_runs(tmp_path, monkeypatch, path):
+    """Every shipped config runs as shipped, shrunk to a few steps and samples."""
+    monkeypatch.chdir(ROOT)  # custom ansatz paths are relative to the repository
+    run_dir = tmp_path / path.stem
+    _small_run(path, run_dir)
     assert _analyse(run_dir)["n_steps"] == 3
+
+
+@pytest.mark.parametrize(
+    "path", DYNAMICS_CONFIGS, ids=[p.stem for p in DYNAMICS_CONFIGS]
+)
+def test_shipped_dynamics_config_runs(tmp_path, monkeypatch, path):
+    """A shipped tdvp config runs from the shipped ground-state config that makes its
+    initial state (the config whose name is the initial run's directory name), both
+    shrunk: two time steps."""
+    monkeypatch.chdir(ROOT)
+    data = _toml(path)
+    initial = Path(data["driver"]["initial_state"])
+    (ground,) = [
+        p for p in GROUND_STATE_CONFIGS if _toml(p).get("name") == initial.name
+    ]
+    _small_run(ground, tmp_path / initial.name)
+    d = data["driver"]
+    extra = [] if data["sampler"].get("kind") == "full_sum" else SMALL_SAMPLER
+    result = _invoke(
+        "run",
+        path,
+        "-o",
+        tmp_path / path.stem,
+        "-q",
+        "--set",
+        f'driver.initial_state="{tmp_path / initial.name}"',
+        "--set",
+        f"driver.t_end={2 * d['dt']}",
+        "--set",
+        f"driver.save_every_t={d['dt']}",
+        "--set",
+        "driver.exact=false",
+        *extra,
+    )
+    assert result.exit_code == 0, result.output
+    summary = _analyse(tmp_path / path.stem)
+    assert summary["dynamics"]["n_saved"] == 3
