@@ -289,12 +289,12 @@ def test_run_bad_input_writes_nothing(tmp_path):
     assert not run_dir.exists()
 
 
-def test_tdvp_not_available(tmp_path):
+def test_tdvp_without_initial_state_is_refused(tmp_path):
     text = TINY.replace("n_steps = 30", 'kind = "tdvp"\nt_end = 1.0\ndt = 0.01')
     run_dir = tmp_path / "out"
     result = _invoke("run", _write(tmp_path, text), "-o", run_dir)
     assert result.exit_code == 2
-    assert result.stderr.startswith("error: driver.kind: the tdvp driver")
+    assert result.stderr.startswith("error: driver.initial_state"), result.stderr
     assert not run_dir.exists()
 
 
