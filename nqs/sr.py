@@ -75,6 +75,7 @@ from nqs.sr_solvers import (
     solve_cg,
     solve_dense,
     solve_minsr,
+    take_columns,
 )
 from nqs.sr_spectral import spectral_solve
 from nqs.vstate import safe_rows
@@ -466,7 +467,7 @@ def _complex_columns(params) -> tuple[np.ndarray, np.ndarray] | None:
 def _is_holomorphic(X: jax.Array, split) -> jax.Array:
     """Cauchy-Riemann on the samples: O_y = i O_x for every complex parameter."""
     n = X.shape[0] // 2
-    ox, oy = X[:, split[0]], X[:, split[1]]
+    ox, oy = take_columns(X, split[0]), take_columns(X, split[1])
     tol = 1e-9 * jnp.maximum(jnp.max(jnp.abs(ox)), 1e-300)
     dev = jnp.maximum(
         jnp.max(jnp.abs(oy[:n] + ox[n:])), jnp.max(jnp.abs(oy[n:] - ox[:n]))

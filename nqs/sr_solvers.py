@@ -13,6 +13,7 @@ from collections.abc import Callable
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 
 def _regulariser(diag_s: jax.Array, shift, scale) -> jax.Array:
@@ -122,6 +123,20 @@ def solve_cg(
     return x, res
 
 
+def take_columns(X: jax.Array, idx) -> jax.Array:
+    """``X[:, idx]`` for a static index array, as contiguous slices where it has runs.
+
+    (A gather of 2048 × 168 columns costs ~5 ms on CPU; the slices of the same
+    columns, one per parameter leaf, a fraction of that.)
+    """
+    idx = np.asarray(idx)
+    runs = np.split(idx, np.flatnonzero(np.diff(idx) != 1) + 1)
+    if any(r.size == 0 for r in runs):
+        return X[:, idx]
+    parts = [X[:, int(r[0]) : int(r[-1]) + 1] for r in runs]
+    return parts[0] if len(parts) == 1 else jnp.concatenate(parts, axis=1)
+
+
 def holomorphic_solve(
     X: jax.Array, eps: jax.Array, split, solver: str, shift, diag_scale=None
 ) -> jax.Array:
@@ -132,7 +147,8 @@ def holomorphic_solve(
     δx + iδy; the complex system has half the size (about half the cost).
     """
     n = X.shape[0] // 2
-    oc = jax.lax.complex(X[:n, split[0]], X[n:, split[0]])  # ΔO / √n, (n, P_c)
+    ox = take_columns(X, split[0])
+    oc = jax.lax.complex(ox[:n], ox[n:])  # ΔO / √n, (n, P_c)
     ec = jax.lax.complex(eps[:n], eps[n:])
     if solver == "dense":
         d = solve_dense(oc, 2.0 * oc.conj().T @ ec, shift, diag_scale)
