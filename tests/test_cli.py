@@ -373,20 +373,34 @@ def test_shipped_config_runs(tmp_path, monkeypatch, path):
     assert _analyse(run_dir)["n_steps"] == 3
 
 
+@pytest.fixture(scope="module")
+def initial_runs(tmp_path_factory):
+    """Shrunk runs of the ground-state configs that dynamics configs start from,
+    made once per module: name of the initial run -> its run directory."""
+    made: dict[str, Path] = {}
+
+    def get(name: str) -> Path:
+        if name not in made:
+            (ground,) = [
+                p for p in GROUND_STATE_CONFIGS if _toml(p).get("name") == name
+            ]
+            made[name] = tmp_path_factory.mktemp("initial") / name
+            _small_run(ground, made[name])
+        return made[name]
+
+    return get
+
+
 @pytest.mark.parametrize(
     "path", DYNAMICS_CONFIGS, ids=[p.stem for p in DYNAMICS_CONFIGS]
 )
-def test_shipped_dynamics_config_runs(tmp_path, monkeypatch, path):
+def test_shipped_dynamics_config_runs(tmp_path, monkeypatch, path, initial_runs):
     """A shipped tdvp config runs from the shipped ground-state config that makes its
     initial state (the config whose name is the initial run's directory name), both
     shrunk: two time steps."""
     monkeypatch.chdir(ROOT)
     data = _toml(path)
-    initial = Path(data["driver"]["initial_state"])
-    (ground,) = [
-        p for p in GROUND_STATE_CONFIGS if _toml(p).get("name") == initial.name
-    ]
-    _small_run(ground, tmp_path / initial.name)
+    initial = initial_runs(Path(data["driver"]["initial_state"]).name)
     d = data["driver"]
     extra = [] if data["sampler"].get("kind") == "full_sum" else SMALL_SAMPLER
     result = _invoke(
@@ -396,7 +410,7 @@ def test_shipped_dynamics_config_runs(tmp_path, monkeypatch, path):
         tmp_path / path.stem,
         "-q",
         "--set",
-        f'driver.initial_state="{tmp_path / initial.name}"',
+        f'driver.initial_state="{initial}"',
         "--set",
         f"driver.t_end={2 * d['dt']}",
         "--set",
