@@ -13,7 +13,14 @@ import pytest
 from nqs import models
 from nqs.hilbert import Fock, Spin
 from nqs.models import FFN, RBM, Jastrow, LogStateVector, log_cosh
-from nqs.models.rbm import PRODUCT_GROUP, PRODUCT_MAX_ROWS, sum_log_cosh
+from nqs.models.rbm import (
+    PRODUCT_GROUP,
+    PRODUCT_MAX_ROWS,
+    cos_sin,
+    sum_log_cosh,
+    sum_log_cosh_parts,
+    tanh_parts,
+)
 
 REPO = Path(__file__).resolve().parents[1]
 KEY = jax.random.PRNGKey(0)
@@ -106,6 +113,116 @@ def test_sum_log_cosh_is_safe_and_differentiates_to_tanh():
     np.testing.assert_allclose(tangent, np.tanh(0.3 + 0.2j), rtol=1e-14)
 
 
+# -- complex log cosh in real arithmetic --
+
+
+def log_cosh_numpy(z):
+    """Stable complex log cosh in numpy: w + log1p(exp(-2w)) - log 2, w = ±z."""
+    w = np.where(z.real < 0, -z, z)
+    return w + np.log1p(np.exp(-2 * w)) - np.log(2)
+
+
+def assert_same_log(got, expected, rtol, atol):
+    """Log-amplitudes agree: real parts, and imaginary parts modulo 2 pi."""
+    got, expected = np.asarray(got), np.asarray(expected)
+    np.testing.assert_allclose(got.real, expected.real, rtol=rtol, atol=atol)
+    np.testing.assert_allclose(
+        np.exp(1j * (got.imag - expected.imag)), 1.0, rtol=0, atol=atol
+    )
+
+
+@pytest.mark.parametrize("scale", [1.0, 1e3, 1e6, 1e9], ids=lambda s: f"{s:g}")
+def test_cos_sin_matches_numpy(scale):
+    rng = np.random.default_rng(int(np.log10(scale)))
+    y = rng.normal(scale=scale, size=200_000)
+    # quadrant boundaries and their neighbours, signed zeros
+    k = np.arange(-12, 13)
+    edges = np.concatenate([k * np.pi / 2, k * np.pi / 4, [0.0, -0.0, 1e-300]])
+    y = np.concatenate([y, edges, np.nextafter(edges, 10), np.nextafter(edges, -10)])
+    c, s = jax.jit(cos_sin)(jnp.asarray(y))
+    # two ulp of 1; the reduction is exact, so this holds far out too
+    np.testing.assert_allclose(c, np.cos(y), rtol=0, atol=4.5e-16)
+    np.testing.assert_allclose(s, np.sin(y), rtol=0, atol=4.5e-16)
+
+
+def test_cos_sin_beyond_phase_precision_and_other_dtypes():
+    y = jnp.asarray([2.0**53, -3e17, 1e300, -1e308])
+    c, s = cos_sin(y)
+    assert np.all(np.abs(np.asarray(c)) <= 1 + 1e-15)
+    assert np.all(np.abs(np.asarray(s)) <= 1 + 1e-15)
+    np.testing.assert_allclose(np.asarray(c) ** 2 + np.asarray(s) ** 2, 1, atol=1e-14)
+    c, s = cos_sin(jnp.asarray([np.inf, -np.inf, np.nan]))
+    assert np.all(np.isnan(np.asarray(c))) and np.all(np.isnan(np.asarray(s)))
+    y32 = jnp.asarray([0.1, 2.0, -7.0], jnp.float32)
+    c, s = cos_sin(y32)
+    assert c.dtype == s.dtype == jnp.float32
+    np.testing.assert_array_equal(c, jnp.cos(y32))
+    np.testing.assert_array_equal(s, jnp.sin(y32))
+
+
+@pytest.mark.parametrize("im_scale", [3.0, 300.0], ids=["phase-3", "phase-300"])
+@pytest.mark.parametrize("n", [1, 40, PRODUCT_GROUP, PRODUCT_GROUP + 1, 317])
+def test_sum_log_cosh_parts_matches_numpy(n, im_scale):
+    rng = np.random.default_rng(n)
+    x_re = rng.normal(scale=4.0, size=(2, 3, n))
+    x_im = rng.normal(scale=im_scale, size=(2, 3, n))
+    got = jax.jit(sum_log_cosh_parts)(jnp.asarray(x_re), jnp.asarray(x_im))
+    assert got.shape == (2, 3) and got.dtype == jnp.complex128
+    expected = np.sum(log_cosh_numpy(x_re + 1j * x_im), axis=-1)
+    # numpy's own phase error grows with |x_im| (one ulp of 2 x_im per unit)
+    atol = 1e-13 * n + 4 * n * np.spacing(2 * np.max(np.abs(x_im)))
+    assert_same_log(got, expected, rtol=1e-14, atol=atol)
+
+
+def test_sum_log_cosh_parts_far_out_and_on_the_branches():
+    # |Re x| = 800 or 1e5: no overflow; cosh x -> exp(|x_re|) e^{i sign(x_re) x_im} / 2
+    x_re = jnp.asarray([[800.0, -800.0, 1e5, -1e5]])
+    x_im = jnp.asarray([[0.5, 0.25, -2.0, 3.0]])
+    got = np.asarray(sum_log_cosh_parts(x_re, x_im))
+    assert np.all(np.isfinite(got))
+    np.testing.assert_allclose(got.real, 1600 + 2e5 - 4 * np.log(2), rtol=1e-15)
+    phase = 0.5 - 0.25 - 2.0 - 3.0
+    np.testing.assert_allclose(np.exp(1j * got.imag), np.exp(1j * phase), atol=1e-12)
+    # cosh is even and real on the real axis: x and -x agree, conj(x) gives conj
+    rng = np.random.default_rng(3)
+    x_re, x_im = rng.normal(size=(2, 50, 7)) * 3
+    a = np.asarray(sum_log_cosh_parts(jnp.asarray(x_re), jnp.asarray(x_im)))
+    b = np.asarray(sum_log_cosh_parts(jnp.asarray(-x_re), jnp.asarray(-x_im)))
+    c = np.asarray(sum_log_cosh_parts(jnp.asarray(x_re), jnp.asarray(-x_im)))
+    assert_same_log(b, a, rtol=1e-14, atol=1e-13)
+    assert_same_log(c, np.conj(a), rtol=1e-14, atol=1e-13)
+    # on the imaginary axis (Re x = ±0, tiny) cosh(iy) = cos y, negative past pi/2
+    y = np.array([0.3, 2.0, -2.5, 4.0])
+    for re in (0.0, -0.0, 1e-300, -1e-300):
+        got = sum_log_cosh_parts(jnp.full((4, 1), re), jnp.asarray(y)[:, None])
+        assert_same_log(got, np.log(np.cos(y).astype(complex)), rtol=1e-15, atol=1e-15)
+    # close to a zero of cosh (i pi/2): relative accuracy of the amplitude
+    z = np.array([1e-7 + 1j * (np.pi / 2 + 1e-7), -3e-9 + 1j * (1.5 * np.pi - 2e-8)])
+    got = sum_log_cosh_parts(jnp.asarray(z.real)[:, None], jnp.asarray(z.imag)[:, None])
+    np.testing.assert_allclose(np.exp(np.asarray(got)), np.cosh(z), rtol=1e-8)
+
+
+def test_tanh_parts_and_the_derivative_match_numpy():
+    rng = np.random.default_rng(5)
+    z = rng.normal(scale=3.0, size=300) + 1j * rng.normal(scale=3.0, size=300)
+    # far out, tiny real parts (tanh ~ x / cos^2 y), and the real axis
+    z = np.concatenate(
+        [z, [800 + 0.3j, -800 - 2j, 1e-12 + 0.4j, -1e-12 + 2.0j, 0.7, -5.0]]
+    )
+    t_re, t_im = tanh_parts(jnp.asarray(z.real), jnp.asarray(z.imag))
+    expected = np.tanh(z)
+    np.testing.assert_allclose(t_re, expected.real, rtol=1e-13, atol=1e-15)
+    np.testing.assert_allclose(t_im, expected.imag, rtol=1e-13, atol=1e-15)
+    tiny = np.abs(z.real) < 1e-6  # Re tanh ~ 1e-12: relative accuracy, no cancellation
+    np.testing.assert_allclose(np.asarray(t_re)[tiny], expected.real[tiny], rtol=1e-13)
+    x_re, x_im = jnp.asarray(z.real.reshape(6, 51)), jnp.asarray(z.imag.reshape(6, 51))
+    d_re = jnp.asarray(rng.normal(size=x_re.shape))
+    d_im = jnp.asarray(rng.normal(size=x_re.shape))
+    _, tangent = jax.jvp(sum_log_cosh_parts, (x_re, x_im), (d_re, d_im))
+    expected = np.sum(np.tanh(z.reshape(6, 51)) * (d_re + 1j * d_im), axis=-1)
+    np.testing.assert_allclose(tangent, expected, rtol=1e-13)
+
+
 # -- RBM --
 
 
@@ -133,18 +250,74 @@ def test_rbm_matches_numpy(dtype):
         np.testing.assert_allclose(got, expected, rtol=1e-12)
 
 
+@pytest.mark.parametrize("scale", [0.4, 40.0], ids=["moderate", "large-theta"])
+@pytest.mark.parametrize(
+    "biases", [(True, True), (False, True), (True, False)], ids=["ab", "b", "a"]
+)
+def test_complex_rbm_matches_stable_numpy(biases, scale):
+    """Complex RBM (real-arithmetic path) against numpy complex arithmetic, also
+    where |theta| ~ 100s and cosh overflows a float."""
+    vb, hb = biases
+    n_sites = 9
+    model = RBM(
+        alpha=1.5, param_dtype="complex128", use_visible_bias=vb, use_hidden_bias=hb
+    )
+    sigma = spins(8, 40, n_sites)
+    variables = random_params(init(model, sigma), 9, scale, complex_=True)
+    p = {k: np.asarray(v) for k, v in variables["params"].items()}
+    s = np.asarray(sigma, dtype=float)
+    theta = s @ p["kernel"] + (p["hidden_bias"] if hb else 0)
+    expected = np.sum(log_cosh_numpy(theta), axis=-1)
+    if vb:
+        expected = expected + s @ p["visible_bias"]
+    got = apply(model, variables, sigma)
+    assert got.dtype == jnp.complex128 and np.all(np.isfinite(np.asarray(got)))
+    atol = 1e-12 * max(1.0, np.max(np.abs(theta)))
+    assert_same_log(got, expected, rtol=1e-13, atol=atol)
+
+
+@pytest.mark.parametrize("dtype", ["float64", "complex128"])
+def test_rbm_jacobian_matches_numpy(dtype):
+    """O = (tanh theta, sigma x tanh theta, sigma) per (hidden_bias, kernel,
+    visible_bias); for complex leaves the imaginary-part columns are i O."""
+    from nqs import vstate
+
+    model = RBM(alpha=2, param_dtype=dtype)
+    sigma = spins(10, 25, 5)
+    is_complex = dtype == "complex128"
+    variables = random_params(init(model, sigma), 11, 1.5, complex_=is_complex)
+    p = {k: np.asarray(v) for k, v in variables["params"].items()}
+    s = np.asarray(sigma, dtype=float)
+    t = np.tanh(s @ p["kernel"] + p["hidden_bias"])
+    per_leaf = {  # tree order of the params dict: sorted keys
+        "hidden_bias": t,
+        "kernel": (s[:, :, None] * t[:, None, :]).reshape(len(s), -1),
+        "visible_bias": s,
+    }
+    blocks = []
+    for name in sorted(per_leaf):
+        blocks.append(per_leaf[name])
+        if is_complex:
+            blocks.append(1j * per_leaf[name])
+    expected = np.concatenate(blocks, axis=1)
+    got = np.asarray(vstate.jacobian(model, variables, sigma))
+    np.testing.assert_allclose(got, expected, rtol=1e-13, atol=1e-14)
+
+
+@pytest.mark.parametrize("scale", [0.5, 30.0], ids=["moderate", "large-theta"])
 @pytest.mark.parametrize("dtype", ["float64", "complex128"])
 @pytest.mark.parametrize(
     "biases", [(True, True), (False, True), (True, False)], ids=["ab", "b", "a"]
 )
-def test_rbm_log_derivative_gram_matches_jacobian(dtype, biases):
+def test_rbm_log_derivative_gram_matches_jacobian(dtype, biases, scale):
     """G = O O^H with O the autodiff Jacobian (complex derivative: x-columns)."""
     from nqs import vstate
 
     vb, hb = biases
     model = RBM(alpha=1.5, param_dtype=dtype, use_visible_bias=vb, use_hidden_bias=hb)
     sigma = spins(4, 30, 6)
-    variables = random_params(init(model, sigma), 5, 0.5, complex_=dtype != "float64")
+    is_complex = dtype != "float64"
+    variables = random_params(init(model, sigma), 5, scale, complex_=is_complex)
     jac = np.asarray(vstate.jacobian(model, variables, sigma))
     if dtype == "complex128":  # real formulation: [Re part cols, Im part cols] per leaf
         cols, offset = [], 0
