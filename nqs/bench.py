@@ -1,6 +1,8 @@
 """Timing of the standard workloads (the library side of ``nqs bench``).
 
-A workload is a shipped config (``configs/<name>.toml``). Its VMC step is built and
+A workload is a shipped config (``configs/<name>.toml``) or a timing-only config of the
+source tree (``benchmarks/workloads/<name>.toml``, e.g. ``heisenberg_chain_complex16``:
+the complex RBM with the real workload's sampler). Its VMC step is built and
 called once (compile time: trace + compile, or load from the persistent compilation
 cache, + first step), then ``n_steps`` more times, each waited for with
 ``block_until_ready``; the reported time per step is the median.
@@ -30,16 +32,25 @@ def config_dir() -> Path:
     return Path(__file__).resolve().parent.parent / "configs"
 
 
+def workload_dir() -> Path:
+    """The ``benchmarks/workloads/`` directory of the source tree (timing configs)."""
+    return Path(__file__).resolve().parent.parent / "benchmarks" / "workloads"
+
+
 def resolve(name: str) -> Path:
-    """A workload name (config stem) or a path to a TOML file."""
+    """A workload name (config stem in ``configs/``, else in ``benchmarks/workloads/``)
+    or a path to a TOML file."""
     path = Path(name)
     if path.suffix == ".toml":
         return path
-    path = config_dir() / f"{name}.toml"
-    if not path.exists():
-        names = sorted(p.stem for p in config_dir().glob("*.toml"))
-        raise InputError(name, f"no such workload; expected one of {', '.join(names)}")
-    return path
+    for folder in (config_dir(), workload_dir()):
+        path = folder / f"{name}.toml"
+        if path.exists():
+            return path
+    stems = {p.stem for d in (config_dir(), workload_dir()) for p in d.glob("*.toml")}
+    raise InputError(
+        name, f"no such workload; expected one of {', '.join(sorted(stems))}"
+    )
 
 
 def bench_config(
