@@ -127,7 +127,10 @@ def dynamics_summary(run: RunData) -> dict[str, Any]:
     drift = None
     if energy.size and np.isfinite(energy[0]) and energy[0] != 0:
         drift = _max_finite(np.abs(energy - energy[0]) / abs(energy[0]))
-    last = lambda key: int(np.asarray(h[key])[-1]) if key in h and len(h[key]) else 0  # noqa: E731
+
+    def last(key: str) -> int:
+        return int(np.asarray(h[key])[-1]) if key in h and len(h[key]) else 0
+
     max_error: dict[str, float | None] = {}
     ex = run.exact_series
     if "t" in ex and t.size:

@@ -40,7 +40,7 @@ import jax
 import jax.numpy as jnp
 
 from nqs import integrate, vstate
-from nqs.sampler import sample_weights
+from nqs.sampler import acceptance, sample_weights
 from nqs.sr import SR, natural_gradient
 
 TIMES = ("real", "imaginary")
@@ -235,9 +235,6 @@ def _norm(problem: TDVPProblem, aux: Aux):
     return norm
 
 
-_STEP_KEYS = ("residual", "n_modes", "snr_min", "snr_median")
-
-
 def _measure(problem: TDVPProblem, params, chain):
     """Energy and observables at ``params`` on fresh samples."""
     model = problem.model
@@ -252,7 +249,7 @@ def _measure(problem: TDVPProblem, params, chain):
         "energy/variance": e_stats.variance,
         "energy/tau_corr": e_stats.tau_corr,
         "energy/r_hat": e_stats.r_hat,
-        "acceptance": _acceptance(chain),
+        "acceptance": acceptance(chain),
     }
     for name, op in problem.observables:
         stats, _ = vstate.expect(
@@ -261,11 +258,6 @@ def _measure(problem: TDVPProblem, params, chain):
         out[f"{name}/mean"] = stats.mean.astype(jnp.complex128)
         out[f"{name}/error"] = jnp.asarray(stats.error, jnp.float64)
     return out, chain
-
-
-def _acceptance(chain) -> jax.Array:
-    n_chains = chain.n_accepted.shape[0]
-    return jnp.sum(chain.n_accepted) / (n_chains * jnp.maximum(chain.n_proposed, 1))
 
 
 @functools.partial(jax.jit, static_argnums=(0, 3))
