@@ -38,6 +38,8 @@ pseudo-inverse if Cholesky fails); ``minsr`` uses the kernel form
 ``δ = D⁻¹Xᵀ (X D⁻¹ Xᵀ + I)⁻¹ 2e`` (push-through identity; Chen & Heyl, Nat. Phys. 2024;
 Rende et al., Commun. Phys. 2024), cheap when ``P ≫ n``; ``cg`` is matrix-free, using
 Jacobian-vector products of log ψ and never forming ``S`` nor the Jacobian.
+``auto`` takes the cheaper of ``dense`` and ``minsr`` by a flop model
+(:func:`solve_flops`, :func:`choose_solver`).
 A model may provide ``log_derivative_gram(variables, sigma) -> (n, n)``, the Gram
 matrix ``G_ab = Σ_k O_k(σ_a) O_k(σ_b)*`` of its log-derivatives with respect to its
 own parameters (complex derivatives for complex parameters; only for models that are
@@ -93,6 +95,7 @@ __all__ = [
     "real_residual",
     "solve_cg",
     "solve_dense",
+    "solve_flops",
     "solve_minsr",
     "sr_direction",
 ]
@@ -278,16 +281,46 @@ def real_residual(r: jax.Array, is_cplx: bool, weights=None) -> jax.Array:
     return jnp.concatenate(parts)
 
 
-def choose_solver(sr: SR, n_rows: int, n_params: int, use_gram: bool = False) -> str:
-    """Resolve ``auto`` by the shapes of the real-formulation Jacobian (rows × P).
+def solve_flops(
+    solver: str, n_rows: int, n_params: int, use_gram: bool = False
+) -> float:
+    """Flop model of one SR solve with an m × P real-formulation Jacobian X.
 
-    ``minsr`` when P > rows, else ``dense``; ``cg`` when the matrix the chosen solver
-    stores (the Jacobian, or with ``use_gram`` only the rows × rows kernel) exceeds
-    ``JACOBIAN_BUDGET``.
+    ``dense`` forms S = XᵀX and factorises it: ``m P² + P³/3``. ``minsr`` forms the
+    kernel X Xᵀ and factorises it: ``m² P + m³/3``, or only ``m³/3`` through the
+    model's Gram matrix (``use_gram``), whose own cost (``n² (N + M)`` for an RBM) and
+    the per-sample Jacobian the other paths need are left out. The holomorphic
+    complex systems have half the rows and columns in complex arithmetic, which scales
+    every term alike, so the comparison is the same in real or complex counts.
+
+    Args:
+        solver: "dense" or "minsr".
+        n_rows: m, the rows of X (samples, twice that for a complex log ψ).
+        n_params: P, the real parameters (a complex one counts twice).
+        use_gram: minsr through ``log_derivative_gram``.
+    Returns:
+        the flop count (float, multiply-adds).
+    """
+    m, p = float(n_rows), float(n_params)
+    if solver == "dense":
+        return m * p**2 + p**3 / 3
+    return (0.0 if use_gram else m**2 * p) + m**3 / 3
+
+
+def choose_solver(sr: SR, n_rows: int, n_params: int, use_gram: bool = False) -> str:
+    """Resolve ``auto`` by the cost of the solve, :func:`solve_flops`.
+
+    ``minsr`` when its flop count is below that of ``dense`` (without the Gram matrix
+    that is P > rows; with it ``m³/3 < m P² + P³/3``, e.g. a complex RBM of 860
+    complex parameters on 1024 samples), else ``dense``; ``cg`` when the matrix the
+    chosen solver stores (the Jacobian, or through the Gram matrix only the rows ×
+    rows kernel) exceeds ``JACOBIAN_BUDGET``.
     """
     if sr.solver != "auto":
         return sr.solver
-    solver = "minsr" if n_params > n_rows else "dense"
+    minsr = solve_flops("minsr", n_rows, n_params, use_gram)
+    dense = solve_flops("dense", n_rows, n_params, use_gram)
+    solver = "minsr" if minsr < dense else "dense"
     stored = n_rows**2 if solver == "minsr" and use_gram else n_rows * n_params
     if stored * 8 > JACOBIAN_BUDGET and not sr.diag_scale:
         return "cg"

@@ -224,6 +224,38 @@ def test_auto_solver_choice():
     big = int((JACOBIAN_BUDGET // 8) ** 0.5) + 1
     assert choose_solver(auto, n_rows=big, n_params=2 * big, use_gram=True) == "cg"
     assert choose_solver(SR(solver="dense"), n_rows=10, n_params=10**9) == "dense"
+    # through the Gram matrix minsr costs m^3/3 against m P^2 + P^3/3 for dense: the
+    # complex RBM alpha=2 on 20 sites (860 complex parameters, 1024 samples) is minsr,
+    # the real RBM alpha=1 of the TFIM example (440 parameters) stays dense
+    assert choose_solver(auto, n_rows=2048, n_params=1720) == "dense"
+    assert choose_solver(auto, n_rows=2048, n_params=1720, use_gram=True) == "minsr"
+    assert choose_solver(auto, n_rows=1024, n_params=440, use_gram=True) == "dense"
+
+
+@pytest.mark.parametrize(
+    "n_samples, uses_gram", [(12, True), (40, True), (80, False)], ids=str
+)
+def test_auto_takes_the_gram_path_when_cheaper(monkeypatch, n_samples, uses_gram):
+    """Complex RBM with 34 complex parameters: minSR through the Gram matrix while
+    n^3/3 < n P^2 + P^3/3 (n < ~63 samples, also for n = 40 > P), else dense."""
+    import nqs.sr
+
+    calls = []
+
+    def recording(*args, **kwargs):
+        calls.append(args[2].shape[0])
+        return gram_solve(*args, **kwargs)
+
+    gram_solve = nqs.sr.gram_solve
+    monkeypatch.setattr(nqs.sr, "gram_solve", recording)
+    model = MODELS["gram-holomorphic"]
+    params, sigma, e_loc, s, g, _ = explicit_problem(model, n_samples)
+    expected = np.linalg.solve(s + 0.01 * np.eye(len(g)), g)
+    direction, _ = sr_direction(model, params, jnp.asarray(sigma), e_loc, SR(), 0)
+    assert (calls == [n_samples]) is uses_gram
+    np.testing.assert_allclose(
+        to_vector(direction), expected, rtol=1e-5, atol=1e-7 * np.abs(expected).max()
+    )
 
 
 @pytest.mark.parametrize("solver", ["dense", "minsr", "cg"])
