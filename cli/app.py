@@ -553,8 +553,43 @@ def bench(
 BLAS_THREAD_VARIABLES = ("OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "OMP_NUM_THREADS")
 
 
+#: glibc ``mallopt`` parameters (``<malloc.h>``) and the values ``main`` sets: no
+#: mmapped chunks, and free memory at the top of the heap returned to the system only
+#: above 1 GiB.
+_M_TRIM_THRESHOLD, _M_MMAP_MAX = -1, -4
+MALLOC_SETTINGS = ((_M_MMAP_MAX, 0), (_M_TRIM_THRESHOLD, 1024**3))
+
+
+def _keep_freed_memory() -> None:
+    """Make glibc malloc keep freed memory for reuse instead of unmapping it.
+
+    A process setting, not physics, hence here and not in ``nqs``: the library is
+    also used from scripts and notebooks, whose process is theirs to configure. A
+    compiled step allocates the same large temporaries (Jacobian, kernel, connected
+    configurations) every call; by default glibc serves blocks above its mmap
+    threshold with fresh ``mmap`` and returns them with ``munmap``, so every step
+    page-faults its temporaries anew (zeroed by the kernel), and trims the heap top
+    after it. Nothing happens on other C libraries (musl, macOS, Windows) or if
+    the call fails.
+    """
+    import ctypes
+    import platform
+
+    try:
+        if platform.libc_ver()[0] != "glibc":
+            return
+        mallopt = ctypes.CDLL(None).mallopt
+        mallopt.argtypes = (ctypes.c_int, ctypes.c_int)
+        mallopt.restype = ctypes.c_int
+        for param, value in MALLOC_SETTINGS:
+            mallopt(param, value)
+    except (AttributeError, OSError, ValueError):
+        return
+
+
 def main() -> None:
-    """Console entry point: BLAS threads, 64-bit JAX, the compilation cache, the app.
+    """Console entry point: malloc settings, BLAS threads, 64-bit JAX, the
+    compilation cache, the app.
 
     The persistent compilation cache lives in ``$NQS_CACHE_DIR`` (default
     ``$XDG_CACHE_HOME/nqs/jax``, else ``~/.cache/nqs/jax``); ``NQS_NO_CACHE=1`` turns
@@ -562,6 +597,7 @@ def main() -> None:
     """
     import os
 
+    _keep_freed_memory()
     for variable in BLAS_THREAD_VARIABLES:
         os.environ.setdefault(variable, "1")
     import jax
