@@ -108,16 +108,38 @@ def hamiltonian(cfg: Config, hil, lat):
         return getattr(ham_mod, ham.kind)(hil, lat, **ham.kwargs())
 
 
-def model(cfg: Config, hil):
-    """The Flax module of ``[model]`` via ``nqs.models.build``."""
+def model(cfg: Config, hil, lat=None, sector=None):
+    """The Flax module of ``[model]`` via ``nqs.models.build``.
+
+    ``lat`` and ``sector`` (the ``[symmetry]`` sector) go to models that take them;
+    with a ``[symmetry]`` section the model must stay in the sector (a symmetric
+    ansatz or ``symmetrize = true``), else ``InputError`` naming
+    ``model.symmetrize``.
+    """
     from nqs import models
 
     m = cfg.model
     with keyed("model"):
         try:
-            return models.build(m.kind, hil, param_dtype=m.param_dtype, **m.kwargs)
+            module = models.build(
+                m.kind,
+                hil,
+                lattice=lat,
+                sector=sector,
+                symmetrize=m.symmetrize,
+                param_dtype=m.param_dtype,
+                **m.kwargs,
+            )
         except (ImportError, AttributeError, OSError) as err:
             raise InputError("model.kind", f"cannot load {m.kind!r}: {err}") from err
+    if sector is not None and not models.honours_sector(module):
+        raise InputError(
+            "model.symmetrize",
+            f"{m.kind} does not stay in the [symmetry] sector on its own: set "
+            "symmetrize = true to project it, use a symmetric kind (rbm_symm, gcnn), "
+            "or remove [symmetry]",
+        )
+    return module
 
 
 def rule(cfg: Config, hil, lat, ham):
@@ -307,6 +329,8 @@ class Objects(NamedTuple):
     optimizer: Any
     sr: Any
     observables: dict[str, Any]
+    #: ``nqs.symmetry.Sector`` of ``[symmetry]`` (None without the section)
+    sector: Any = None
 
 
 def objects(cfg: Config) -> Objects:
@@ -315,18 +339,22 @@ def objects(cfg: Config) -> Objects:
     The sizes are checked first (:func:`check_sizes`), so nothing too big is built.
     """
     check_sizes(cfg)
+    from nqs import build_sectors
+
     lat = lattice(cfg)
     hil = hilbert(cfg, lat)
     ham = hamiltonian(cfg, hil, lat)
+    sector = build_sectors.config_sector(cfg, lat, ham)
     return Objects(
         lattice=lat,
         hilbert=hil,
         hamiltonian=ham,
-        model=model(cfg, hil),
+        model=model(cfg, hil, lat, sector),
         sampler=sampler(cfg, hil, lat, ham),
         optimizer=optimizer(cfg),
         sr=sr(cfg),
         observables=observables(cfg, hil, lat),
+        sector=sector,
     )
 
 

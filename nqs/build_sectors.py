@@ -203,6 +203,21 @@ def exact_in_sector(cfg: Config, k: int = 2) -> dict:
     return out
 
 
+def run_exact_energy(cfg: Config, objs, max_levels: int) -> float | None:
+    """The exact energy a VMC run in the ``[symmetry]`` sector stores in its log:
+    the sector's lowest, or None when the sector has more than ``max_levels``
+    levels, an irrep of dimension > 1, no state, or a space that is not spin 1/2."""
+    sector = objs.sector
+    if sector is None or objs.hilbert.local_size != 2 or sector.dim != 1:
+        return None
+    n_up = _n_up(cfg, objs.hilbert.n_sites)
+    levels = n_levels(sector, objs.hilbert.n_sites, n_up)
+    if levels == 0 or levels > max_levels:
+        return None
+    energies, _ = _diagonalise(sector, objs.hilbert, objs.hamiltonian, n_up, 1)
+    return float(energies[0])
+
+
 def exact_all_sectors(cfg: Config) -> dict:
     """The lowest energy of every sector (one momentum per star: the others of the
     star have the same spectrum and are listed with it).

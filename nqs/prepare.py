@@ -25,7 +25,6 @@ from nqs.build import (
     keyed,
     memory_per_step,
     objects,
-    version,
     vmc_problem,
 )
 from nqs.config import Config
@@ -98,7 +97,15 @@ def probe(cfg: Config, objs: Objects, key: jax.Array | None = None) -> dict:
     sigma = jax.jit(hil.random_states, static_argnums=1)(key, 3).astype(jnp.int8)
     with keyed("model"):
         _, variables = models.build_checked(
-            m.kind, hil, key, sigma=sigma, param_dtype=m.param_dtype, **m.kwargs
+            m.kind,
+            hil,
+            key,
+            sigma=sigma,
+            lattice=objs.lattice,
+            sector=objs.sector,
+            symmetrize=m.symmetrize,
+            param_dtype=m.param_dtype,
+            **m.kwargs,
         )
     with keyed("optimizer"):
         opt_mod.check_optimizer(_optimizer_table(cfg), variables, _n_steps(cfg))
@@ -148,13 +155,6 @@ def prepare(cfg: Config, config_path: str | Path | None = None) -> Prepared:
 
     ``config_path`` (the config file) is where a relative ``driver.initial_state`` of
     a tdvp config is looked for when it is not in the working directory."""
-    if cfg.symmetry is not None:
-        raise InputError(
-            "symmetry",
-            f"no ansatz of nqs {version()} is restricted to a symmetry sector yet, so "
-            "a run would not stay in it; [symmetry] is used by `nqs exact` (remove "
-            "the section to run)",
-        )
     if cfg.driver.kind == "tdvp":
         return _prepare_tdvp(cfg, config_path)
     from nqs.drivers import vmc
@@ -201,6 +201,7 @@ def execute(
     Returns:
         ``nqs.drivers.loop.RunResult``.
     """
+    from nqs import build_sectors
     from nqs import config as config_mod
     from nqs.drivers import loop
 
@@ -210,6 +211,11 @@ def execute(
     early = None
     if d.early_stop:
         early = loop.EarlyStop(patience=d.patience, rel_tol=d.rel_tol)
+    limit, exact = exact_limit(prep.cfg), None
+    if prep.objects.sector is not None:  # the sector's energy, not the space's
+        if not resume:
+            exact = build_sectors.run_exact_energy(prep.cfg, prep.objects, limit)
+        limit = 0
     return loop.run(
         prep.problem,
         prep.state,
@@ -220,7 +226,8 @@ def execute(
         checkpoint_every=d.checkpoint_every,
         flush_every=d.flush_every,
         progress=progress,
-        max_exact_dimension=exact_limit(prep.cfg),
+        exact_energy=exact,
+        max_exact_dimension=limit,
         early_stop=early,
         log_attrs={"seed": prep.cfg.seed, "name": prep.cfg.name},
     )

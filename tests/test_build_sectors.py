@@ -136,12 +136,12 @@ def test_group_that_breaks_the_hamiltonian_refused():
     assert err.value.key == "symmetry.group"
 
 
-def test_run_in_a_sector_refused(tmp_path):
-    """No ansatz stays in a sector yet: a run with [symmetry] is refused, nothing
-    written."""
+def test_run_in_a_sector_needs_a_model_that_stays_in_it(tmp_path):
+    """A plain RBM would leave the sector: the run is refused naming
+    model.symmetrize, nothing written."""
     path = _write(tmp_path, CHAIN.format(L=6, ham="heisenberg") + "[symmetry]\n")
     out = tmp_path / "run"
     result = CliRunner().invoke(app, ["run", path, "-o", str(out)])
     assert result.exit_code == 2, result.output
-    assert result.stderr.startswith("error: symmetry: no ansatz")
+    assert result.stderr.startswith("error: model.symmetrize:"), result.stderr
     assert not out.exists()

@@ -229,6 +229,11 @@ class Model(FreeSection):
     param_dtype: Literal["float32", "float64", "complex64", "complex128"] = Field(
         "float64", description="dtype of the parameters"
     )
+    symmetrize: Bool = Field(
+        False,
+        description="project the model onto the [symmetry] sector: log psi(s) = "
+        "log sum_g conj(chi(g)) psi(g s)",
+    )
 
 
 # ---------------------------------------------------------------- [sampler]

@@ -3,7 +3,9 @@
 A custom ansatz is a ``flax.linen.Module`` subclass whose ``__call__`` maps int8
 configurations ``(batch, n_sites)`` to log-amplitudes ``(batch,)`` (real or complex).
 Its keyword arguments come from the ``[model]`` table; a ``hilbert`` field, if it
-declares one, receives the Hilbert space. Every failure raises ``ValueError`` with one
+declares one, receives the Hilbert space, a ``lattice`` field the lattice, and a
+``sector`` field the ``[symmetry]`` sector (``nqs.symmetry.Sector``), which makes
+the module responsible for staying in it. Every failure raises ``ValueError`` with one
 line naming the spec, the file or the argument (``nqs.errors.InputError`` with the
 argument as ``key`` when one argument is to blame). Importing a user file runs its code:
 an exception or ``sys.exit`` there is reported like any other import failure.
@@ -178,7 +180,13 @@ def _to_static(value):
     return value
 
 
-def instantiate(cls: type[nn.Module], hilbert, kwargs: dict, label: str) -> nn.Module:
+def instantiate(
+    cls: type[nn.Module],
+    hilbert,
+    kwargs: dict,
+    label: str,
+    context: dict | None = None,
+) -> nn.Module:
     """Construct ``cls(**kwargs)`` with dtype strings converted and hilbert injected.
 
     A module without a ``param_dtype`` field accepts ``param_dtype = "float64"`` (the
@@ -190,6 +198,9 @@ def instantiate(cls: type[nn.Module], hilbert, kwargs: dict, label: str) -> nn.M
             ``kwargs`` does not set it.
         kwargs: keyword arguments from the ``[model]`` table (without ``kind``).
         label: how to name the model in error messages.
+        context: more objects injected like ``hilbert`` into the fields of the same
+            name (``lattice``, ``sector``), unless ``kwargs`` sets them or the value
+            is None.
     Returns:
         The module instance.
     Raises:
@@ -222,8 +233,10 @@ def instantiate(cls: type[nn.Module], hilbert, kwargs: dict, label: str) -> nn.M
                     f"expected one of {', '.join(DTYPES)}",
                 )
             kwargs[key] = DTYPES[value]
-    if "hilbert" in fields and "hilbert" not in kwargs:
-        kwargs["hilbert"] = hilbert
+    injected = {"hilbert": hilbert, **(context or {})}
+    for name, value in injected.items():
+        if name in fields and name not in kwargs and value is not None:
+            kwargs[name] = value
     try:
         return cls(**kwargs)
     except (Exception, SystemExit) as exc:
@@ -265,6 +278,8 @@ def check_model(
 
     try:
         variables, log_psi = jax.jit(init_and_apply)(k_init)
+    except InputError:  # a field the module itself refuses, already named
+        raise
     except (Exception, SystemExit) as exc:
         raise ValueError(
             f"model {label}: failed on a batch of configurations of shape "
