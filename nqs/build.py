@@ -429,10 +429,21 @@ def vmc_problem(cfg: Config, objs: Objects | None = None):
             optimizer=objs.optimizer,
             sr=objs.sr,
             observables=tuple(objs.observables.items()),
-            chunk_size=d.chunk_size,
+            chunk_size=chunk_size(cfg, objs),
             observe_every=d.observables_every,
             safety=vmc.Safety(**d.safety()),
         )
+
+
+def chunk_size(cfg: Config, objs: Objects) -> int | None:
+    """``driver.chunk_size``, or when unset the largest that keeps the model's
+    intermediates within ``nqs.drivers.vmc.ACTIVATION_BUDGET``."""
+    from nqs.drivers import vmc
+
+    if cfg.driver.chunk_size is not None:
+        return cfg.driver.chunk_size
+    with as_input_error("model"):
+        return vmc.auto_chunk_size(objs.model, objs.sampler, objs.hamiltonian)
 
 
 def version() -> str:

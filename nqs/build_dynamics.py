@@ -16,7 +16,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from nqs.build import Objects, as_input_error, objects
+from nqs.build import Objects, as_input_error, chunk_size, objects
 from nqs.config import Config
 from nqs.errors import InputError
 
@@ -160,7 +160,7 @@ def tdvp_problem(cfg: Config, objs: Objects, params: Any = None):
             error_norm=d.error_norm,
             time=d.time,
             observables=tuple(objs.observables.items()),
-            chunk_size=d.chunk_size,
+            chunk_size=chunk_size(cfg, objs),
         )
 
 

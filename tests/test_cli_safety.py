@@ -149,7 +149,9 @@ BIG = [
     ("sampler.n_discard_per_chain=1000000000000", "sampler", "proposals"),
     (
         "lattice.extent=[3000]\nmodel.alpha=4\nsampler.n_samples=4096\n"
-        'preconditioner.kind="none"',  # per-sample gradients: 4096 x 36M x 16 bytes
+        # per-sample gradients: 4096 x 36M x 16 bytes (all samples in one chunk; the
+        # automatic chunk would make it fit, one sample at a time)
+        'preconditioner.kind="none"\ndriver.chunk_size=4096',
         "sampler.n_samples",
         "GiB",
     ),

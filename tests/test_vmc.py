@@ -274,8 +274,13 @@ def test_collapse_flag_needs_patience_consecutive_signs(patience):
 def test_memory_estimate_counts_the_jacobian():
     problem = tfim_problem(n=8, n_samples=1024)
     n_params = 8 + 8 + 64
-    # Jacobian (n_samples x n_params) and S (n_params^2) in float64 dominate
+    # Jacobian (n_samples x n_params) and S (n_params^2) in float64, and the model's
+    # stored intermediates on the connected configurations of the local energies
     low = (1024 * n_params + n_params**2) * 8
+    n_conn = int(problem.hamiltonian.n_conn)
+    activations = vmc.activation_bytes(problem.model, 8)
+    assert 8 * 8 <= activations < 8 * 8 * 10  # theta (8 hidden units x 8 B) and sums
+    low += 1024 * n_conn * activations
     assert low < vmc.estimate_memory(problem) < 4 * low
 
 

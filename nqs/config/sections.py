@@ -311,7 +311,9 @@ class _RunKeys(Section):
         1, description="steps between observable measurements"
     )
     chunk_size: PosInt | None = Field(
-        None, description="samples per chunk of local estimates (default: all)"
+        None,
+        description="samples per chunk of local estimates (default: all, or what "
+        "keeps the model's intermediates under 2 GiB)",
     )
 
 

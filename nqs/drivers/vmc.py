@@ -321,6 +321,74 @@ def _collapse_signs(sf: Safety, e_stats, acc, exact) -> jax.Array:
 # -- memory estimate ------------------------------------------------------------------
 
 
+#: Bytes the model's intermediates may take in one chunk of local energies when no
+#: ``chunk_size`` is given (:func:`auto_chunk_size`).
+ACTIVATION_BUDGET = 2 * 1024**3
+
+
+#: Primitives whose results XLA stores (products, reductions, data movement); the
+#: element-wise ones between them are fused and never stored.
+_STORED = (
+    "dot",
+    "reduce",
+    "gather",
+    "concatenate",
+    "scatter",
+    "cum",
+    "sort",
+    "conv",
+    "fft",
+    "transpose",
+    "argm",
+)
+
+
+def _jaxpr_bytes(jaxpr) -> int:
+    """Sum of the sizes of the values a jaxpr stores (``_STORED`` primitives),
+    sub-jaxprs included."""
+    total = 0
+    for eqn in jaxpr.eqns:
+        if any(name in eqn.primitive.name for name in _STORED):
+            total += sum(
+                math.prod(v.aval.shape) * v.aval.dtype.itemsize
+                for v in eqn.outvars
+                if hasattr(getattr(v, "aval", None), "shape")
+            )
+        for value in eqn.params.values():
+            for sub in value if isinstance(value, tuple | list) else (value,):
+                inner = getattr(sub, "jaxpr", sub)
+                if hasattr(inner, "eqns"):
+                    total += _jaxpr_bytes(inner)
+    return total
+
+
+def activation_bytes(model, n_sites: int) -> float:
+    """Bytes per configuration of everything ``model.apply`` computes.
+
+    The growth with the batch of the values its jaxpr stores (what depends on the
+    parameters alone drops out): products, reductions and gathers, not the fused
+    element-wise chains between them; a projected model counts its M images.
+    """
+    sizes = []
+    for rows in (8, 16):
+        sigma = jax.ShapeDtypeStruct((rows, n_sites), jnp.int8)
+        shapes = jax.eval_shape(model.init, jax.random.key(0), sigma)
+        sizes.append(_jaxpr_bytes(jax.make_jaxpr(model.apply)(shapes, sigma).jaxpr))
+    return max(0.0, (sizes[1] - sizes[0]) / 8)
+
+
+def auto_chunk_size(model, sampler, hamiltonian) -> int | None:
+    """Samples per chunk of local energies that keep the model's intermediates on
+    the n_samples × n_conn connected configurations under ``ACTIVATION_BUDGET``;
+    None (all at once) when they fit anyway, as for an RBM on a few dozen sites."""
+    n = sampler.n_chains * sampler.n_samples_per_chain
+    n_sites = sampler.hilbert.n_sites
+    per_sample = activation_bytes(model, n_sites) * int(hamiltonian.n_conn)
+    if per_sample * n <= ACTIVATION_BUDGET:
+        return None
+    return max(1, int(ACTIVATION_BUDGET // per_sample))
+
+
 def estimate_memory(problem: VMCProblem) -> int:
     """Rough peak bytes of one step: samples, connected configurations, Jacobian, S.
 
@@ -346,6 +414,7 @@ def estimate_memory(problem: VMCProblem) -> int:
     rows = n if problem.chunk_size is None else min(n, problem.chunk_size)
     n_conn = int(problem.hamiltonian.n_conn)
     total = n * n_sites + rows * n_conn * (n_sites + 16 + 16)
+    total += int(rows * n_conn * activation_bytes(problem.model, n_sites))
     total += 6 * n_params * 8  # params, previous params, optimizer state
     if problem.sr is not None:
         m = n * (2 if cplx else 1)

@@ -38,6 +38,9 @@ BUILTINS: dict[str, type[nn.Module]] = {
 
 #: Built-ins that are defined by a symmetry sector and need ``[symmetry]``.
 NEEDS_SECTOR: tuple[type[nn.Module], ...] = (RBMSymm,)
+#: Built-ins projected onto the ``[symmetry]`` sector when there is one (as with
+#: ``symmetrize = true``): the ViT is invariant only under translations by a patch.
+PROJECTED_IN_SECTOR: tuple[type[nn.Module], ...] = (ViT,)
 
 __all__ = [
     "BUILTINS",
@@ -78,7 +81,8 @@ def build(
         sector: ``nqs.symmetry.Sector`` of ``[symmetry]`` or None; given to models
             with a ``sector`` field (they stay in it themselves).
         symmetrize: wrap the model in :class:`Symmetrized` (projection onto
-            ``sector``).
+            ``sector``); ``PROJECTED_IN_SECTOR`` kinds are wrapped whenever there
+            is a sector.
         **kwargs: the module's fields; ``param_dtype``/``dtype`` may be the strings
             "float32", "float64", "complex64", "complex128".
     Returns:
@@ -109,6 +113,8 @@ def build(
         )
     context = {"lattice": lattice, "sector": sector}
     module = instantiate(cls, hilbert, kwargs, kind, context)
+    if sector is not None and cls in PROJECTED_IN_SECTOR:
+        return Symmetrized(module=module, sector=sector)
     if not symmetrize:
         return module
     if sector is None:
