@@ -281,3 +281,35 @@ def test_symmetrize_without_a_sector_names_the_key(tmp_path):
     assert result.exit_code == 2, result.output
     assert result.stderr.startswith("error: model.symmetrize:"), result.stderr
     assert not out.exists()
+
+
+@pytest.mark.parametrize(
+    "kind, fields, key",
+    [
+        ("gcnn", "features = 0", "model.features"),
+        ("gcnn", "layers = 0", "model.layers"),
+        ("gcnn", "layers = 2\nfeatures = [4, 4, 4]", "model.features"),
+        ("vit", "patch = 3", "model.patch"),
+        ("vit", "width = 16\nheads = 3", "model.heads"),
+    ],
+    ids=["features", "layers", "features-length", "patch", "heads"],
+)
+def test_bad_network_shape_names_the_key(tmp_path, kind, fields, key):
+    """One line naming the key, exit 2, nothing written (the networks refuse the
+    values themselves; the config passes them through)."""
+    text = CHAIN8.format(kind=kind, model=fields, steps=2)
+    result, out = _invoke(tmp_path, text)
+    assert result.exit_code == 2, result.output
+    assert result.stderr.startswith(f"error: {key}:"), result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
+    assert not out.exists()
+
+
+def test_vit_in_a_sector_is_projected():
+    """A ViT is invariant only under translations by a patch; in a sector it is
+    projected, so it carries the sector's characters under every element."""
+    lat = lattice.chain(8)
+    sector = symmetry.sector(lat, "space", (4,), "B")
+    model = models.build("vit", None, lattice=lat, sector=sector, width=8, heads=2)
+    assert isinstance(model, Symmetrized)
+    _assert_characters(model, sector, jax.random.key(7))

@@ -19,6 +19,7 @@ from nqs.models.custom import (
     module_fields,
 )
 from nqs.models.ffn import FFN
+from nqs.models.gcnn import GCNN
 from nqs.models.jastrow import Jastrow
 from nqs.models.logstate import LogStateVector
 from nqs.models.projection import Symmetrized
@@ -33,11 +34,12 @@ BUILTINS: dict[str, type[nn.Module]] = {
     "logstate": LogStateVector,
     "log_state_vector": LogStateVector,
     "rbm_symm": RBMSymm,
+    "gcnn": GCNN,
     "vit": ViT,
 }
 
 #: Built-ins that are defined by a symmetry sector and need ``[symmetry]``.
-NEEDS_SECTOR: tuple[type[nn.Module], ...] = (RBMSymm,)
+NEEDS_SECTOR: tuple[type[nn.Module], ...] = (RBMSymm, GCNN)
 #: Built-ins projected onto the ``[symmetry]`` sector when there is one (as with
 #: ``symmetrize = true``): the ViT is invariant only under translations by a patch.
 PROJECTED_IN_SECTOR: tuple[type[nn.Module], ...] = (ViT,)
@@ -46,6 +48,7 @@ __all__ = [
     "BUILTINS",
     "DTYPES",
     "FFN",
+    "GCNN",
     "RBM",
     "RBMSymm",
     "Jastrow",
