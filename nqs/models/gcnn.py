@@ -235,9 +235,8 @@ def feature_sizes(layers, features) -> tuple[int, ...]:
         )
     for f in sizes:
         if isinstance(f, bool) or not isinstance(f, int | np.integer) or f < 1:
-            raise InputError(
-                "features", f"must be positive integers, got {list(sizes)}"
-            )
+            given = list(features) if isinstance(features, tuple | list) else features
+            raise InputError("features", f"must be positive integers, got {given}")
     return tuple(int(f) for f in sizes)
 
 
