@@ -84,8 +84,13 @@ def _assert_characters(model, sector, key, complex_params=True):
         np.testing.assert_allclose(flipped, sector.spin_flip * psi, atol=1e-8)
 
 
-@pytest.mark.parametrize("name", SECTORS)
-@pytest.mark.parametrize("dtype", ["float64", "complex128"])
+RBM_CASES = [(name, "complex128") for name in SECTORS] + [
+    ("chain8-space-k4-B", "float64"),
+    ("square4-space-k22-A2", "float64"),
+]
+
+
+@pytest.mark.parametrize("name, dtype", RBM_CASES)
 def test_rbm_symm_has_the_sector_characters(name, dtype):
     sector = _sector(name)
     model = models.build("rbm_symm", None, sector=sector, alpha=2, param_dtype=dtype)
