@@ -114,13 +114,35 @@ def n_levels(sector, n_sites: int, n_up: int | None) -> int:
     (1/M) Σ_g conj(χ(g)) Fix(g), averaged with the flipped maps for a spin-flip
     sector. Fix(g) counts the configurations g leaves unchanged (cycle structure), so
     this costs O(M N) and works for irreps of any dimension."""
+    return _character_count(sector.perms, sector.characters, sector.spin_flip, n_up)
+
+
+def _character_count(perms, characters, spin_flip, n_up: int | None) -> int:
+    """(1/M) Σ_g conj(χ(g)) Fix(g) [with (Fix(g) + s Fix(g F)) / 2 for a flip s]."""
     total = 0j
-    for perm, chi in zip(sector.perms, sector.characters, strict=True):
-        fixed = _fixed_points(np.asarray(perm), n_up, False)
-        if sector.spin_flip is not None:
-            fixed = (fixed + sector.spin_flip * _fixed_points(perm, n_up, True)) / 2
+    for perm, chi in zip(perms, characters, strict=True):
+        perm = np.asarray(perm)
+        fixed = _fixed_points(perm, n_up, False)
+        if spin_flip is not None:
+            fixed = (fixed + spin_flip * _fixed_points(perm, n_up, True)) / 2
         total += np.conj(chi) * fixed
-    return int(round(total.real / len(sector.perms)))
+    return int(round(total.real / len(perms)))
+
+
+def working_dimension(sector, n_sites: int, n_up: int | None) -> int:
+    """Size of the basis the sector's ED works in: its number of levels for a
+    one-dimensional irrep; for d > 1 the dimension of the one-dimensional sector of
+    the subgroup it is reduced to (``exact_sector.irrep_reduction``), which holds
+    one state per multiplet (and those of the other irreps sharing that sector)."""
+    if sector.dim == 1:
+        return n_levels(sector, n_sites, n_up)
+    from nqs import exact_sector
+
+    reduction = exact_sector.irrep_reduction(sector)
+    if reduction is None:
+        return 0
+    args = (reduction.perms, reduction.characters, reduction.spin_flip)
+    return _character_count(*args, n_up)
 
 
 #: Largest sector dimension diagonalised (a float64 Lanczos needs ~10 vectors of it,
@@ -147,44 +169,48 @@ def _n_up(cfg: Config, n_sites: int) -> int | None:
     return None if sz is None else int(round(sz + n_sites / 2))
 
 
-def _diagonalise(
-    sector, hil, ham, n_up, k: int, conn=None
-) -> tuple[np.ndarray | None, int]:
-    """Lowest ``k`` energies of one sector (None for irreps of dimension > 1, which
-    the block construction does not handle) and its number of levels."""
+def _diagonalise(sector, hil, ham, n_up, k: int, conn=None) -> tuple[np.ndarray, int]:
+    """Lowest ``k`` levels of one sector (each multiplet of a d-dimensional irrep
+    once) and its number of levels.
+
+    Raises:
+        InputError: the basis the ED works in (``working_dimension``) has more than
+            ``MAX_SECTOR_DIMENSION`` states.
+    """
     from nqs import exact_sector
 
     levels = n_levels(sector, hil.n_sites, n_up)
-    if sector.dim != 1 or levels == 0:
-        return None, levels
-    if levels > MAX_SECTOR_DIMENSION:
+    if levels == 0:
+        return np.zeros(0), 0
+    working = working_dimension(sector, hil.n_sites, n_up)
+    if working > MAX_SECTOR_DIMENSION:
+        basis = "" if sector.dim == 1 else f" (basis of {working:.4g} states)"
         raise InputError(
             "symmetry",
-            f"sector dimension {levels:.4g} is too large for exact diagonalisation "
-            f"(limit {MAX_SECTOR_DIMENSION:.4g})",
+            f"sector dimension {levels:.4g}{basis} is too large for exact "
+            f"diagonalisation (limit {MAX_SECTOR_DIMENSION:.4g})",
         )
     energies, dim = exact_sector.sector_ground_state(ham, hil, sector, k=k, conn=conn)
     return np.sort(np.real(np.asarray(energies))), dim
 
 
 def exact_in_sector(cfg: Config, k: int = 2) -> dict:
-    """Lowest energies in the ``[symmetry]`` sector of ``cfg``.
+    """Lowest energies in the ``[symmetry]`` sector of ``cfg``, for irreps of any
+    dimension d (levels of a d > 1 irrep are d-fold degenerate multiplets, each
+    counted once).
 
     Returns:
-        {"energy", "energy_per_site", "dimension" (of the sector), "n_sites",
-        "wall_time", "sector": {"group", "momentum", "irrep", "spin_flip"},
-        "group_order", and when the sector has two levels "first_excited_energy",
-        "gap"}.
+        {"energy", "energy_per_site", "dimension" (the sector's number of levels),
+        "irrep_dimension" (d), "n_sites", "wall_time", "sector": {"group",
+        "momentum", "irrep", "spin_flip"}, "group_order", and when the sector has two
+        levels "first_excited_energy", "gap" (to the next multiplet)}.
+    Raises:
+        InputError: a bad sector (``config_sector``), one with no state, or one too
+            large (``MAX_SECTOR_DIMENSION``).
     """
     start = time.perf_counter()
     lat, hil, ham = _built(cfg)
     sector = config_sector(cfg, lat, ham)
-    if sector.dim != 1:
-        raise InputError(
-            "symmetry.irrep",
-            f"{sector.irrep} is a {sector.dim}-dimensional irrep; exact "
-            "diagonalisation handles one-dimensional irreps only",
-        )
     energies, dim = _diagonalise(sector, hil, ham, _n_up(cfg, hil.n_sites), k)
     if dim == 0:
         raise InputError("symmetry", "this sector holds no state")
@@ -192,6 +218,7 @@ def exact_in_sector(cfg: Config, k: int = 2) -> dict:
         "energy": float(energies[0]),
         "energy_per_site": float(energies[0]) / hil.n_sites,
         "dimension": dim,
+        "irrep_dimension": sector.dim,
         "n_sites": hil.n_sites,
         "sector": {"group": sector.group, **sector.label},
         "group_order": len(sector.perms),
@@ -205,14 +232,17 @@ def exact_in_sector(cfg: Config, k: int = 2) -> dict:
 
 def run_exact_energy(cfg: Config, objs, max_levels: int) -> float | None:
     """The exact energy a VMC run in the ``[symmetry]`` sector stores in its log:
-    the sector's lowest, or None when the sector has more than ``max_levels``
-    levels, an irrep of dimension > 1, no state, or a space that is not spin 1/2."""
+    the sector's lowest, or None when the sector has no state, a space that is not
+    spin 1/2, or more than ``max_levels`` levels (or, for an irrep of dimension
+    > 1, a working basis larger than that)."""
     sector = objs.sector
-    if sector is None or objs.hilbert.local_size != 2 or sector.dim != 1:
+    if sector is None or objs.hilbert.local_size != 2:
         return None
     n_up = _n_up(cfg, objs.hilbert.n_sites)
     levels = n_levels(sector, objs.hilbert.n_sites, n_up)
     if levels == 0 or levels > max_levels:
+        return None
+    if working_dimension(sector, objs.hilbert.n_sites, n_up) > max_levels:
         return None
     energies, _ = _diagonalise(sector, objs.hilbert, objs.hamiltonian, n_up, 1)
     return float(energies[0])
@@ -228,8 +258,9 @@ def exact_all_sectors(cfg: Config) -> dict:
     a symmetry. Returns {"energy" (lowest over the sectors), "energy_per_site",
     "dimension" (of the whole space), "n_sites", "group", "group_order",
     "wall_time", "sectors": [{"momentum", "irrep", "spin_flip", "dimension",
-    "energy", "star"}, ...]}; "energy" is None for irreps of dimension > 1
-    (their "dimension" counts their multiplets).
+    "irrep_dimension", "energy", "star"}, ...]}; a sector's "dimension" counts its
+    levels (a multiplet of a d-dimensional irrep once), so Σ dimension ×
+    irrep_dimension × len(star) is the dimension of the space.
     """
     start = time.perf_counter()
     lat, hil, ham = _built(cfg)
@@ -253,11 +284,11 @@ def exact_all_sectors(cfg: Config) -> dict:
                 **sector.label,
                 "dimension": dim,
                 "irrep_dimension": sector.dim,
-                "energy": None if energies is None else float(energies[0]),
+                "energy": float(energies[0]),
                 "star": [list(m) for m in sector.star],
             }
         )
-    lowest = min(r["energy"] for r in rows if r["energy"] is not None)
+    lowest = min(r["energy"] for r in rows)
     return {
         "energy": lowest,
         "energy_per_site": lowest / hil.n_sites,

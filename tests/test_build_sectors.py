@@ -2,7 +2,9 @@
 full-space diagonalisation, level counts, and bad sectors refused with the key."""
 
 import json
+import types
 
+import numpy as np
 import pytest
 from nqs_cli.app import app
 from typer.testing import CliRunner
@@ -145,3 +147,118 @@ def test_run_in_a_sector_needs_a_model_that_stays_in_it(tmp_path):
     assert result.exit_code == 2, result.output
     assert result.stderr.startswith("error: model.symmetrize:"), result.stderr
     assert not out.exists()
+
+
+TRIANGULAR = """
+[lattice]
+kind = "triangular"
+extent = [3, 3]
+[hilbert]
+total_sz = 0.5
+[hamiltonian]
+kind = "heisenberg"
+"""
+
+SQUARE = """
+[lattice]
+kind = "square"
+extent = [4, 4]
+[hilbert]
+total_sz = 0
+[hamiltonian]
+kind = "j1j2"
+J2 = 0.5
+[symmetry]
+irrep = "E"
+"""
+
+
+def _dense_in_range(ham, hil, sector):
+    """Spectrum of the dense H on the range of P = (d/M) Σ conj χ_m T_m, T_m the
+    permutation matrices of the configurations σ -> σ[perms[m]] (no flip)."""
+    states = hil.all_states()
+    index = {s.tobytes(): i for i, s in enumerate(states)}
+    proj = np.zeros((len(states), len(states)), complex)
+    for perm, chi in zip(sector.perms, sector.characters, strict=True):
+        cols = [index[s.tobytes()] for s in states[:, perm]]
+        proj[np.arange(len(states)), cols] += sector.dim * np.conj(chi)
+    proj /= len(sector.perms)
+    w, v = np.linalg.eigh((proj + proj.conj().T) / 2)
+    q = v[:, w > 0.5]
+    return np.linalg.eigvalsh(q.conj().T @ ham.to_dense() @ q)
+
+
+def test_two_dimensional_irreps_have_energies_in_the_table(tmp_path):
+    """Triangular 3x3 at S^z = 1/2: the E1, E2 (k = 0) and E (k = K, complex
+    characters) rows give the lowest level of the dense Hamiltonian on the range of
+    the character projector, each level twice there and once in the table."""
+    path = _write(tmp_path, TRIANGULAR)
+    res = _json(["exact", path, "--sectors", "--json"])
+    full = _json(["exact", path, "--json"])
+    cfg = config.loads(TRIANGULAR)
+    lat = build.lattice(cfg)
+    hil = build.hilbert(cfg, lat)
+    ham = build.hamiltonian(cfg, hil, lat)
+    rows = [r for r in res["sectors"] if r["irrep_dimension"] == 2]
+    assert sorted(r["irrep"] for r in rows) == ["E", "E1", "E2"]
+    for r in rows:
+        sector = symmetry.sector(lat, "space", r["momentum"], r["irrep"])
+        ref = _dense_in_range(ham, hil, sector)
+        assert ref.size == 2 * r["dimension"]
+        assert r["energy"] == pytest.approx(ref[0], abs=1e-10)
+    total = sum(
+        r["dimension"] * r["irrep_dimension"] * len(r["star"]) for r in res["sectors"]
+    )
+    assert total == full["dimension"] == 126
+    assert res["energy"] == pytest.approx(full["energy"], abs=1e-10)
+
+
+def test_config_in_an_e_sector_prints_its_energy(tmp_path):
+    """4x4 J1-J2 at k = 0, irrep E of C4v: ``nqs exact`` prints E0 and E1 of the
+    sector; without a flip label it is the union of its flip +1 and -1 halves."""
+    path = _write(tmp_path, SQUARE)
+    result = CliRunner().invoke(app, ["exact", path])
+    assert result.exit_code == 0, result.output
+    assert "sector k=[0, 0] E, dimension" in result.stdout
+    values = dict(
+        (key.strip(), float(value))
+        for key, value in (line.split("=", 1) for line in result.stdout.splitlines())
+        if key.strip() in ("E0", "E1")
+    )
+    halves = [
+        _json(["exact", path, "--json", "--set", f"symmetry.spin_flip={s}"])
+        for s in (1, -1)
+    ]
+    assert [h["irrep_dimension"] for h in halves] == [2, 2]
+    union = sorted(
+        [h["energy"] for h in halves] + [h["first_excited_energy"] for h in halves]
+    )
+    assert values["E0"] == pytest.approx(union[0], abs=1e-9)
+    assert values["E1"] == pytest.approx(union[1], abs=1e-9)
+    whole = _json(["exact", path, "--json"])
+    assert whole["dimension"] == sum(h["dimension"] for h in halves)
+
+
+def test_irrep_sector_too_large_is_refused(monkeypatch):
+    """The limit applies to the basis the ED works in; the message names it."""
+    cfg = config.loads(TRIANGULAR + '[symmetry]\nmomentum = [1, 2]\nirrep = "E"\n')
+    assert build_sectors.exact_in_sector(cfg)["dimension"] == 4
+    monkeypatch.setattr(build_sectors, "MAX_SECTOR_DIMENSION", 3)
+    with pytest.raises(InputError) as err:
+        build_sectors.exact_in_sector(cfg)
+    assert err.value.key == "symmetry" and "too large" in str(err.value)
+
+
+def test_run_exact_energy_in_an_e_sector():
+    """A VMC run in an E sector logs the sector's exact energy (None past the
+    limit)."""
+    cfg = config.loads(TRIANGULAR + '[symmetry]\nirrep = "E2"\n')
+    lat = build.lattice(cfg)
+    hil = build.hilbert(cfg, lat)
+    ham = build.hamiltonian(cfg, hil, lat)
+    objs = types.SimpleNamespace(
+        sector=build_sectors.config_sector(cfg, lat, ham), hilbert=hil, hamiltonian=ham
+    )
+    expected = build_sectors.exact_in_sector(cfg)["energy"]
+    assert build_sectors.run_exact_energy(cfg, objs, 100) == pytest.approx(expected)
+    assert build_sectors.run_exact_energy(cfg, objs, 2) is None

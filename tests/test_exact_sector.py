@@ -1,27 +1,32 @@
 """Sector exact diagonalisation against dense matrices built independently.
 
 Groups are built here from simple formulas (ring translations and inversion, torus
-translations, C4v about a site); references are the dense matrix of the operator
-restricted to the range of the dense projector P = (1/|G|) Σ_g conj(χ_g) T_g, and the
-full dense spectrum.
+translations, C4v about a site, S3) or taken from ``nqs.symmetry`` (space groups,
+automorphisms of the cube, Petersen and icosahedron graphs, whose irreps reach
+d = 6); references are the dense matrix of the operator restricted to the range of
+the dense projector P = (d/|G|) Σ_g conj(χ_g) T_g (each level d times for an irrep of
+dimension d), and the full dense spectrum.
 """
 
 import functools
+import itertools
 
 import numpy as np
 import pytest
 
-from nqs import hamiltonian, hilbert, lattice, symmetry
+from nqs import build_sectors, hamiltonian, hilbert, lattice, symmetry
 from nqs.exact import ground_state
 from nqs.exact_sector import (
     connections_fn,
+    irrep_projector,
+    irrep_reduction,
     sector_basis,
     sector_dimension,
     sector_ground_state,
     sector_matrix,
     sector_spectra,
 )
-from nqs.operator import LocalOperator
+from nqs.operator import LocalOperator, identity
 
 
 # -- groups from formulas --------------------------------------------------------------
@@ -64,24 +69,31 @@ def momentum_chars(shifts, ns, extents):
 
 
 # -- dense references ------------------------------------------------------------------
-def dense_sector_spectrum(op, space, perms, chars, spin_flip=None):
-    """Spectrum of H on the range of P (Pψ)(σ) = (1/|G|) Σ conj(χ_g) ψ(τ_g σ)."""
+def dense_projector(space, perms, chars, spin_flip=None, is_real=False):
+    """(Pψ)(σ) = (d/|G|) Σ conj(χ_g) ψ(τ_g σ), d = χ(identity), times (1 + s F)/2."""
     states = space.all_states()
     index = {s.tobytes(): i for i, s in enumerate(states.astype(np.int8))}
     elements = [(p, c, 1) for p, c in zip(perms, chars, strict=True)]
     if spin_flip is not None:
         elements += [(p, spin_flip * c, -1) for p, c in zip(perms, chars, strict=True)]
-    is_real = np.all(np.imag(chars) == 0) and np.isrealobj(op.to_dense())
+    d = chars[np.flatnonzero(np.all(perms == np.arange(perms.shape[1]), axis=1))[0]]
     proj = np.zeros((len(states), len(states)), float if is_real else complex)
     for p, c, f in elements:
         images = (f * states[:, p]).astype(np.int8)
         cols = [index[s.tobytes()] for s in images]
-        value = np.conj(c) / len(elements)
+        value = d * np.conj(c) / len(elements)
         proj[np.arange(len(states)), cols] += value.real if is_real else value
+    return proj
+
+
+def dense_sector_spectrum(op, space, perms, chars, spin_flip=None):
+    """Spectrum of H on the range of P (each level d times for a d-dim irrep)."""
+    dense = op.to_dense()
+    is_real = np.all(np.imag(chars) == 0) and np.isrealobj(dense)
+    proj = dense_projector(space, perms, chars, spin_flip, is_real)
     w, v = np.linalg.eigh((proj + proj.conj().T) / 2)
     q = v[:, w > 0.5]
-    h = q.conj().T @ op.to_dense() @ q
-    return np.linalg.eigvalsh(h)
+    return np.linalg.eigvalsh(q.conj().T @ dense @ q)
 
 
 @functools.cache
@@ -304,3 +316,212 @@ def test_symmetry_module_momentum_convention_matches_projection():
     ours = spectrum(op, space, sec.perms, sec.characters)
     ref = dense_sector_spectrum(op, space, sec.perms, sec.characters)
     np.testing.assert_allclose(ours, ref, atol=1e-10)
+
+
+# -- irreps of dimension d > 1 ---------------------------------------------------------
+def cube_edges():
+    return [
+        (a, b) for a in range(8) for b in range(a + 1, 8) if bin(a ^ b).count("1") == 1
+    ]
+
+
+def petersen_edges():
+    """Outer 5-cycle, inner pentagram, spokes: automorphisms S5 (irreps up to d = 6)."""
+    return (
+        [(i, (i + 1) % 5) for i in range(5)]
+        + [(5 + i, 5 + (i + 2) % 5) for i in range(5)]
+        + [(i, i + 5) for i in range(5)]
+    )
+
+
+def icosahedron_edges():
+    """Vertices (0, ±1, ±φ) and cyclic; edges of length 2: automorphisms I_h."""
+    phi = (1 + 5**0.5) / 2
+    v = np.array(
+        [
+            p
+            for a in (-1, 1)
+            for b in (-phi, phi)
+            for p in ((0, a, b), (a, b, 0), (b, 0, a))
+        ]
+    )
+    dist = np.linalg.norm(v[:, None] - v[None], axis=-1)
+    return [
+        (i, j)
+        for i in range(12)
+        for j in range(i + 1, 12)
+        if abs(dist[i, j] - 2) < 1e-9
+    ]
+
+
+@functools.cache
+def graph_model(name, total_sz):
+    """(lattice, space, op): Heisenberg on a named graph, J1-J2 (J2 = 0.3) on a
+    "kind-LxL" Bravais lattice."""
+    graphs = {"cube": cube_edges, "petersen": petersen_edges, "ico": icosahedron_edges}
+    if name in graphs:
+        edges = graphs[name]()
+        lat = lattice.custom(int(np.max(edges)) + 1, edges)
+    else:
+        kind, extent = name.split("-")
+        lat = getattr(lattice, kind)(tuple(int(x) for x in extent.split("x")))
+    space = hilbert.Spin(lat.n_sites, total_sz=total_sz)
+    return lat, space, hamiltonian.j1j2(space, lat, 1.0, 0.3 * (lat.name != "custom"))
+
+
+def levels(op, space, *sector):
+    """Every level of a sector, one per multiplet (one compiled get_conn per op)."""
+    conn = _CONN.setdefault(id(op), (op, connections_fn(op)))[1]
+    return sector_ground_state(op, space, *sector, k=10**6, conn=conn)
+
+
+def test_square_c4v_e_matches_projection():
+    """E of C4v on the 3x3 torus (characters 2, -2 on E, C2, 0 elsewhere): each
+    level of the dense projection twice, ours once per multiplet."""
+    space, op = j1j2_model("square", 3, 0.5, 0.4)
+    perms, rs = square_space_group(3)
+    r, s = rs.T
+    chars = (2.0 * ((r == 0) & (s == 0)) - 2.0 * ((r == 2) & (s == 0))).astype(complex)
+    ours, n_levels = levels(op, space, perms, chars)
+    ref = dense_sector_spectrum(op, space, perms, chars)
+    assert ref.size == 2 * n_levels == 2 * ours.size > 0
+    np.testing.assert_allclose(ref[0::2], ref[1::2], atol=1e-10)
+    np.testing.assert_allclose(ours, ref[0::2], atol=1e-10)
+
+
+@pytest.mark.parametrize(
+    "name, total_sz, flip",
+    [
+        ("triangular-3x3", 0.5, False),  # E1, E2 of C6v; E of C3v at K (complex χ)
+        ("honeycomb-2x2", 0, True),
+        ("petersen", 1, False),  # d = 4, 5, 6; Q != 1
+    ],
+)
+def test_multidimensional_irreps_match_projection(name, total_sz, flip):
+    lat, space, op = graph_model(name, total_sz)
+    sectors = [
+        s for s in symmetry.all_sectors(lat, "space", spin_flip=flip) if s.dim > 1
+    ]
+    assert len(sectors) >= 4
+    for sec in sectors:
+        ours, n_levels = levels(op, space, sec)
+        ref = dense_sector_spectrum(op, space, sec.perms, sec.characters, sec.spin_flip)
+        assert ref.size == sec.dim * n_levels == sec.dim * ours.size, sec
+        for copy in range(1, sec.dim):
+            np.testing.assert_allclose(ref[copy :: sec.dim], ref[:: sec.dim], atol=1e-9)
+        np.testing.assert_allclose(ours, ref[:: sec.dim], atol=1e-9)
+
+
+@pytest.mark.parametrize(
+    "name, total_sz, irreps",
+    [
+        ("triangular-3x3", 0.5, ("E",)),  # Q = 1, complex λ at K = (1, 2)
+        ("petersen", 0, ("G2", "G6")),  # Q != 1, d = 4 and 6
+        ("ico", 1, ("G2", "G6")),  # Q != 1, d = 3 and 4 (complex λ)
+    ],
+)
+def test_irrep_projector_is_the_dense_one_on_the_orbit_basis(name, total_sz, irreps):
+    """<e_s|P|e_r> from the formula equals irrep_projector, with e_r = P_λ δ_r / |.|
+    the orbit states of the subgroup sector (P_λ dense, from the formula)."""
+    lat, space, _ = graph_model(name, total_sz)
+    states = space.all_states()
+    index = {s.tobytes(): i for i, s in enumerate(states.astype(np.int8))}
+    weights = 2 ** np.arange(lat.n_sites)
+    for sec in symmetry.all_sectors(lat, "space"):
+        if sec.irrep not in irreps:
+            continue
+        red = irrep_reduction(sec)
+        basis = sector_basis(space, red.perms, red.characters)
+        sub = dense_projector(space, red.perms, red.characters)
+        bits = (basis.reps[:, None] // weights) % 2
+        rows = [index[s.tobytes()] for s in (2 * bits - 1).astype(np.int8)]
+        e = sub[:, rows] / np.sqrt(np.diag(sub)[rows].real)
+        np.testing.assert_allclose(e.conj().T @ e, np.eye(basis.dimension), atol=1e-9)
+        full = dense_projector(space, sec.perms, sec.characters)
+        np.testing.assert_allclose(
+            irrep_projector(basis, red).toarray(), e.conj().T @ full @ e, atol=1e-9
+        )
+
+
+@pytest.mark.parametrize(
+    "name, total_sz, flip",
+    [
+        ("square-3x3", 0.5, False),
+        ("triangular-3x3", 0.5, False),
+        ("honeycomb-2x2", 0, True),
+        ("cube", 0, True),
+        ("petersen", 0, True),
+    ],
+)
+def test_union_with_multidimensional_irreps_is_full_spectrum(name, total_sz, flip):
+    """Every level of a d-dimensional irrep sector counted d times: the union over
+    all sectors is the dense spectrum, and the level counts are the fixed-point
+    counts of nqs exact --sectors."""
+    lat, space, op = graph_model(name, total_sz)
+    n_up = None if total_sz is None else int(total_sz + lat.n_sites / 2)
+    energies = []
+    sectors = symmetry.all_sectors(lat, "space", spin_flip=flip)
+    assert any(s.dim > 1 for s in sectors)
+    for sec in sectors:
+        ours, n_levels = levels(op, space, sec)
+        assert n_levels == build_sectors.n_levels(sec, lat.n_sites, n_up) == ours.size
+        energies.append(np.repeat(ours, sec.dim))
+    energies = np.sort(np.concatenate(energies))
+    assert energies.size == space.n_states
+    np.testing.assert_allclose(energies, np.linalg.eigvalsh(op.to_dense()), atol=1e-10)
+
+
+def test_irrep_lanczos_path_gives_the_lowest_multiplet():
+    """Icosahedron without a total_sz: subgroup sectors of ~400 states, so the
+    shifted Lanczos on P (H - c) P + c; its lowest level in each irrep is that of
+    S^z = 0 (dense path), since every integer-spin multiplet has an S^z = 0 state.
+    H + 8 has positive levels only, which the complement of P must not undercut."""
+    lat, space, op = graph_model("ico", None)
+    _, space0, op0 = graph_model("ico", 0)
+    op, op0 = op + 8.0 * identity(space), op0 + 8.0 * identity(space0)
+    conn, conn0 = connections_fn(op), connections_fn(op0)
+    checked = 0
+    for sec in symmetry.all_sectors(lat, "space"):
+        if sec.dim == 1:
+            continue
+        red = irrep_reduction(sec)
+        assert not red.is_identity  # the projector is used
+        assert sector_basis(space, red.perms, red.characters).dimension > 300
+        assert sector_basis(space0, red.perms, red.characters).dimension < 200
+        ours, _ = sector_ground_state(op, space, sec, conn=conn)
+        ref, _ = sector_ground_state(op0, space0, sec, conn=conn0)
+        assert ours[0] == pytest.approx(ref[0], abs=1e-11)
+        checked += 1
+    assert checked == 8
+
+
+def test_triangle_e_of_s3_holds_the_two_doublets():
+    """Heisenberg triangle: H = (J/2)(S(S+1) - 9/4); the two S = 1/2 doublets
+    (E = -3/4) span the E irrep of S3, the S = 3/2 quartet (E = 3/4) is A1. Listing
+    every element twice (a group acting through a quotient) changes nothing."""
+    space = hilbert.Spin(3)
+    op = hamiltonian.heisenberg(space, lattice.custom(3, [(0, 1), (1, 2), (0, 2)]), 1.0)
+    perms = np.array(list(itertools.permutations(range(3))))
+    fixed = (perms == np.arange(3)).sum(axis=1)  # 3, 1 or 0: E, transposition, C3
+    chars = np.select([fixed == 3, fixed == 1], [2.0, 0.0], -1.0)
+    for p, c in ((perms, chars), (np.tile(perms, (2, 1)), np.tile(chars, 2))):
+        energies, n_levels = sector_ground_state(op, space, p, c, k=5)
+        assert n_levels == 2  # S^z = ±1/2 of the E pair of doublets
+        np.testing.assert_allclose(energies, [-0.75, -0.75], atol=1e-12)
+
+
+def test_irrep_bad_input_and_empty_sectors():
+    space = hilbert.Spin(6, total_sz=0)
+    op = hamiltonian.heisenberg(space, lattice.chain(6), 1.0)
+    with pytest.raises(ValueError, match="irreducible"):
+        sector_ground_state(op, space, ring(6), np.full(6, 2.0))
+    with pytest.raises(ValueError, match="positive integer"):
+        irrep_reduction(ring(6), np.full(6, 1.5))
+    with pytest.raises(ValueError, match="not closed"):
+        irrep_reduction(ring(6)[:4], np.array([2.0, 0, 0, 0]))
+    # S3's E on elements that all act as the identity: no state transforms as E
+    e_of_s3 = np.array([2.0, -1, -1, 0, 0, 0])
+    trivial = np.tile(np.arange(6), (6, 1))
+    assert irrep_reduction(trivial, e_of_s3) is None
+    energies, dim = sector_ground_state(op, space, trivial, e_of_s3)
+    assert dim == 0 and energies.size == 0
