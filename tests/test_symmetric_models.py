@@ -8,9 +8,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from nqs_cli.app import app
 from typer.testing import CliRunner
 
-from cli.app import app
 from nqs import (
     build_sectors,
     config,
