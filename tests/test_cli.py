@@ -149,7 +149,12 @@ def test_check_prints_resolved_config(tmp_path):
     result = _invoke("check", path, "--set", "model.alpha=2")
     assert result.exit_code == 0, result.output
     printed = tomllib.loads(result.stdout)  # comments included, still valid TOML
-    assert printed["model"] == {"kind": "rbm", "param_dtype": "float64", "alpha": 2}
+    assert printed["model"] == {
+        "kind": "rbm",
+        "param_dtype": "float64",
+        "symmetrize": False,
+        "alpha": 2,
+    }
     assert config.loads(result.stdout) == config.load(path, overrides=["model.alpha=2"])
     # RBM with alpha = 2 on 6 sites: 6*12 weights + 12 hidden + 6 visible biases
     assert "# parameters (real): 90" in result.stdout
