@@ -139,6 +139,10 @@ def model(cfg: Config, hil, lat=None, sector=None):
             "symmetrize = true to project it, use a symmetric kind (rbm_symm, gcnn), "
             "or remove [symmetry]",
         )
+    if m.dtype != "float64":
+        from nqs.models.precision import ComputeDtype
+
+        module = ComputeDtype(module, m.dtype)
     return module
 
 
@@ -331,6 +335,8 @@ class Objects(NamedTuple):
     observables: dict[str, Any]
     #: ``nqs.symmetry.Sector`` of ``[symmetry]`` (None without the section)
     sector: Any = None
+    #: ``nqs.parallel.SampleSharding`` of ``[parallel]`` (None on one device)
+    sharding: Any = None
 
 
 def objects(cfg: Config) -> Objects:
@@ -355,7 +361,35 @@ def objects(cfg: Config) -> Objects:
         sr=sr(cfg),
         observables=observables(cfg, hil, lat),
         sector=sector,
+        sharding=sharding(cfg, hil),
     )
+
+
+def sharding(cfg: Config, hil):
+    """How ``[parallel]`` splits the samples over devices; None for one device.
+
+    Chains (Metropolis, exact draws) are split evenly, so ``sampler.n_chains`` must
+    be a multiple of the device count; a full sum splits its basis states over the
+    largest device count that divides their number.
+
+    Raises:
+        InputError: more devices requested than visible (``parallel.devices``), or
+            chains that do not split evenly (``sampler.n_chains``).
+    """
+    from nqs import parallel
+
+    n_dev = parallel.n_devices(cfg.parallel.devices)
+    if cfg.sampler.kind == "full_sum":
+        n_states = int(hil.n_states)
+        n_dev = max(d for d in range(1, n_dev + 1) if n_states % d == 0)
+        return parallel.make_sharding(n_dev, axis=1)
+    parallel.check_divisible(cfg.sampler.n_chains, n_dev)
+    return parallel.make_sharding(n_dev)
+
+
+def n_devices(objs: Objects) -> int:
+    """Devices the samples are split over."""
+    return 1 if objs.sharding is None else objs.sharding.n_devices
 
 
 def _n_steps(cfg: Config) -> int:
@@ -432,18 +466,24 @@ def vmc_problem(cfg: Config, objs: Objects | None = None):
             chunk_size=chunk_size(cfg, objs),
             observe_every=d.observables_every,
             safety=vmc.Safety(**d.safety()),
+            sharding=objs.sharding,
         )
 
 
 def chunk_size(cfg: Config, objs: Objects) -> int | None:
-    """``driver.chunk_size``, or when unset the largest that keeps the model's
-    intermediates within ``nqs.drivers.vmc.ACTIVATION_BUDGET``."""
+    """Rows per chunk of the per-sample work, over all devices: ``driver.chunk_size``
+    (which is per device) times the device count, or when unset the largest that
+    keeps the model's intermediates within ``nqs.drivers.vmc.ACTIVATION_BUDGET`` per
+    device."""
     from nqs.drivers import vmc
 
+    n_dev = n_devices(objs)
     if cfg.driver.chunk_size is not None:
-        return cfg.driver.chunk_size
+        return cfg.driver.chunk_size * n_dev
     with as_input_error("model"):
-        return vmc.auto_chunk_size(objs.model, objs.sampler, objs.hamiltonian)
+        return vmc.auto_chunk_size(
+            objs.model, objs.sampler, objs.hamiltonian, n_devices=n_dev
+        )
 
 
 def version() -> str:

@@ -161,6 +161,7 @@ def tdvp_problem(cfg: Config, objs: Objects, params: Any = None):
             time=d.time,
             observables=tuple(objs.observables.items()),
             chunk_size=chunk_size(cfg, objs),
+            sharding=objs.sharding,
         )
 
 

@@ -80,7 +80,7 @@ from nqs.sr_solvers import (
     take_columns,
 )
 from nqs.sr_spectral import spectral_solve
-from nqs.vstate import safe_rows
+from nqs.vstate import join_chunks, safe_rows, split_chunks
 
 __all__ = [
     "GRAM_METHOD",
@@ -234,16 +234,8 @@ def real_jacobian(model, params, sigma, chunk_size=None, weights=None) -> jax.Ar
     if chunk_size is None or chunk_size >= n:
         jac = jax.vmap(one)(sigma)
     else:
-        n_chunks = -(-n // chunk_size)
-        pad = n_chunks * chunk_size - n  # padded with copies of the first row
-        rows = sigma
-        if pad:
-            rows = jnp.concatenate(
-                [sigma, jnp.broadcast_to(sigma[:1], (pad,) + sigma.shape[1:])]
-            )
-        chunks = rows.reshape(n_chunks, chunk_size, -1)
-        jac = jax.lax.map(jax.vmap(one), chunks)
-        jac = jac.reshape((n + pad,) + jac.shape[2:])[:n]
+        jac = jax.lax.map(jax.vmap(one), split_chunks(sigma, chunk_size))
+        jac = join_chunks(jac, n)
     # jac: (n, 1, P) or (n, 2, 1, P)
     jac = jnp.moveaxis(jac[:, :, 0, :], 1, 0) if is_cplx else jac[:, 0, :][None]
     if weights is None:
@@ -413,7 +405,9 @@ def natural_gradient(
         g_norm = jnp.linalg.norm(2.0 * X.T @ eps)
         return unravel(x), {"diag_shift": shift, "grad_norm": g_norm, **spectral}
     if solver == "cg":
-        matvec, xt = _jacobian_closures(model, params, sigma, is_cplx, weights)
+        matvec, xt = _jacobian_closures(
+            model, params, sigma, is_cplx, weights, chunk_size
+        )
         g = 2.0 * xt(eps)
         x, _ = solve_cg(matvec, g, shift, tol=sr.cg_tol, maxiter=sr.cg_maxiter)
     else:
@@ -508,7 +502,7 @@ def _is_holomorphic(X: jax.Array, split) -> jax.Array:
     return dev <= tol
 
 
-def _jacobian_closures(model, params, sigma, is_cplx, weights=None):
+def _jacobian_closures(model, params, sigma, is_cplx, weights=None, chunk_size=None):
     """Matrix-free S v = Xᵀ(X v) and Xᵀ c via linearisation of log ψ.
 
     With weights, X v = √w (u − Σ w u) for u = O v, and Xᵀ c = Oᵀ (√w c − w Σ √w c).
@@ -516,8 +510,11 @@ def _jacobian_closures(model, params, sigma, is_cplx, weights=None):
     theta, unravel = params_to_real(params)
     f = _real_log_psi(model, unravel, is_cplx)
     n = sigma.shape[0]
-    _, jvp = jax.linearize(lambda t: f(t, sigma), theta)
-    vjp = jax.linear_transpose(jvp, theta)
+    if chunk_size is None or chunk_size >= n:
+        _, jvp = jax.linearize(lambda t: f(t, sigma), theta)
+        vjp = jax.linear_transpose(jvp, theta)
+    else:
+        jvp, vjp = _chunked_linear_maps(f, theta, sigma, chunk_size, is_cplx)
 
     shape = (2, n) if is_cplx else (n,)
     if weights is None:
@@ -547,3 +544,40 @@ def _jacobian_closures(model, params, sigma, is_cplx, weights=None):
         return xt(xv(v))
 
     return matvec, xt
+
+
+def _chunked_linear_maps(f, theta, sigma, chunk_size: int, is_cplx: bool):
+    """v -> O v and c -> (Oᵀ c,) of ``f`` chunk by chunk (``vstate.split_chunks``).
+
+    Nothing of the linearisation is stored: each product re-runs the model on one
+    chunk at a time, so the memory is that of one chunk (twice the flops of a stored
+    linearisation).
+    """
+    n = sigma.shape[0]
+    chunks = split_chunks(sigma, chunk_size)
+
+    def rows(u):  # (n_chunks, [2,] chunk) -> (n,) or (2, n)
+        u = jnp.moveaxis(u, 1, -1) if is_cplx else u
+        u = join_chunks(u, n)
+        return u.T if is_cplx else u
+
+    def jvp(v):
+        def one(s):
+            return jax.jvp(lambda t: f(t, s), (theta,), (v,))[1]
+
+        return rows(jax.lax.map(one, chunks))
+
+    def vjp(c):
+        c = c.T if is_cplx else c  # (n, [2])
+        c = jnp.concatenate([c, jnp.zeros((-n % chunk_size,) + c.shape[1:], c.dtype)])
+        cts = split_chunks(c, chunk_size)  # (n_chunks, chunk, [2])
+        cts = jnp.moveaxis(cts, -1, 1) if is_cplx else cts
+
+        def body(acc, xs):
+            s, ct = xs
+            return acc + jax.vjp(lambda t: f(t, s), theta)[1](ct)[0], None
+
+        total, _ = jax.lax.scan(body, jnp.zeros_like(theta), (chunks, cts))
+        return (total,)
+
+    return jvp, vjp

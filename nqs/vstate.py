@@ -92,22 +92,39 @@ def _is_real_model(model, params, sigma) -> bool:
     return not jnp.issubdtype(out.dtype, jnp.complexfloating)
 
 
+def split_chunks(x: jax.Array, chunk_size: int) -> jax.Array:
+    """Rows of ``x`` (n, ...) as (n_chunks, chunk_size, ...) chunks, interleaved.
+
+    Row i of chunk j is ``x[i * n_chunks + j]`` (after padding n up to a multiple of
+    ``chunk_size`` with copies of the first row). Interleaving keeps every chunk
+    spread over the devices the rows are split over (``nqs.parallel``): each device
+    evaluates its own rows of every chunk, chunk_size / n_devices at a time.
+    """
+    n = x.shape[0]
+    n_chunks = -(-n // chunk_size)
+    pad = n_chunks * chunk_size - n
+    if pad:
+        x = jnp.concatenate([x, jnp.broadcast_to(x[:1], (pad,) + x.shape[1:])])
+    return jnp.swapaxes(x.reshape((chunk_size, n_chunks) + x.shape[1:]), 0, 1)
+
+
+def join_chunks(y: jax.Array, n: int) -> jax.Array:
+    """Inverse of :func:`split_chunks`: (n_chunks, chunk_size, ...) -> (n, ...)."""
+    y = jnp.swapaxes(y, 0, 1)
+    return y.reshape((y.shape[0] * y.shape[1],) + y.shape[2:])[:n]
+
+
 def _chunked(fn, sigma: jax.Array, chunk_size: int | None):
     """Apply fn: (m, n_sites) -> (m, ...) over the rows of sigma, chunk by chunk.
 
-    Pads the batch to a multiple of chunk_size with copies of the first row and maps
-    over chunks with ``lax.map``, so only one chunk is live at a time.
+    Maps over :func:`split_chunks` with ``lax.map``, so only one chunk is live at a
+    time.
     """
     n = sigma.shape[0]
     if chunk_size is None or chunk_size >= n:
         return fn(sigma)
-    n_chunks = -(-n // chunk_size)
-    pad = n_chunks * chunk_size - n
-    padded = jnp.concatenate(
-        [sigma, jnp.broadcast_to(sigma[:1], (pad,) + sigma.shape[1:])]
-    )
-    out = jax.lax.map(fn, padded.reshape((n_chunks, chunk_size) + sigma.shape[1:]))
-    return out.reshape((n_chunks * chunk_size,) + out.shape[2:])[:n]
+    out = jax.lax.map(fn, split_chunks(sigma, chunk_size))
+    return join_chunks(out, n)
 
 
 # -- local estimators -----------------------------------------------------------------
@@ -234,14 +251,8 @@ def _weighted_gradient(model, params, sigma, weights, chunk_size):
     n = sigma.shape[0]
     if chunk_size is None or chunk_size >= n:
         return unravel(jax.grad(loss)(theta, sigma, weights))
-    n_chunks = -(-n // chunk_size)
-    pad = n_chunks * chunk_size - n
-    sigma = jnp.concatenate([sigma, jnp.broadcast_to(sigma[:1], (pad, n_sites))])
-    weights = jnp.concatenate([weights, jnp.zeros(pad, weights.dtype)])
-    xs = (
-        sigma.reshape(n_chunks, chunk_size, n_sites),
-        weights.reshape(n_chunks, chunk_size),
-    )
+    weights = jnp.concatenate([weights, jnp.zeros(-n % chunk_size, weights.dtype)])
+    xs = (split_chunks(sigma, chunk_size), split_chunks(weights, chunk_size))
 
     def body(acc, x):
         return acc + jax.grad(loss)(theta, *x), None

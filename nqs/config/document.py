@@ -15,6 +15,7 @@ from nqs.config.sections import (
     MetropolisSampler,
     Model,
     Optimizer,
+    Parallel,
     Preconditioner,
     Sampler,
     SpinSpace,
@@ -58,6 +59,9 @@ class Config(Section):
     symmetry: Symmetry | None = Field(
         None, description="symmetry sector of exact diagonalisation and the ansatz"
     )
+    parallel: Parallel = Field(
+        default_factory=Parallel, description="devices and hosts of the run"
+    )
     observables: NamedTables = Field(
         default_factory=dict,
         description='extra observables: name = { kind = "magnetization", ... }',
@@ -96,6 +100,7 @@ class Config(Section):
         _check_hilbert(cfg)
         _check_hamiltonian(cfg)
         _check_symmetry(cfg)
+        _check_parallel(cfg)
         return cfg.model_copy(update={"sampler": _resolve_sampler(cfg)})
 
 
@@ -139,6 +144,13 @@ def _check_hamiltonian(cfg: Config) -> None:
             f"the Marshall sign rule needs a bipartite lattice; {cfg.lattice.kind} "
             "is not",
         )
+
+
+def _check_parallel(cfg: Config) -> None:
+    from nqs import parallel
+
+    p = cfg.parallel
+    parallel.check_settings(p.coordinator, p.num_processes, p.process_id)
 
 
 def _check_symmetry(cfg: Config) -> None:

@@ -229,6 +229,12 @@ class Model(FreeSection):
     param_dtype: Literal["float32", "float64", "complex64", "complex128"] = Field(
         "float64", description="dtype of the parameters"
     )
+    dtype: Literal["float32", "float64"] = Field(
+        "float64",
+        description="compute dtype of log psi: float32 evaluates the model in single "
+        "precision (complex64 for complex parameters) while the parameters, SR and "
+        "statistics stay in double precision",
+    )
     symmetrize: Bool = Field(
         False,
         description="project the model onto the [symmetry] sector: log psi(s) = "
@@ -507,6 +513,26 @@ class Symmetry(Section):
     )
     spin_flip: Literal[1, -1] | None = Field(
         None, description="global spin flip parity (spin-1/2, total_sz = 0 only)"
+    )
+
+
+# ---------------------------------------------------------------- [parallel]
+class Parallel(Section):
+    devices: PosInt | None = Field(
+        None,
+        description="devices the chains and samples are split over (default: every "
+        "device JAX sees, on every process)",
+    )
+    coordinator: Str | None = Field(
+        None,
+        description='several hosts: "host:port" of process 0 for jax.distributed '
+        "(default: detected from SLURM or MPI, else one process)",
+    )
+    num_processes: PosInt | None = Field(
+        None, description="several hosts: number of processes (with coordinator)"
+    )
+    process_id: NonNegInt | None = Field(
+        None, description="several hosts: this process's index (with coordinator)"
     )
 
 

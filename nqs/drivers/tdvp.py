@@ -39,7 +39,7 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 
-from nqs import integrate, vstate
+from nqs import integrate, parallel, vstate
 from nqs.sampler import acceptance, sample_weights
 from nqs.sr import SR, natural_gradient
 
@@ -62,6 +62,7 @@ class TDVPProblem:
         time: "real" | "imaginary".
         observables: ((name, operator), ...) measured at every saved time.
         chunk_size: samples per chunk of the local estimates (None: all).
+        sharding: ``nqs.parallel.SampleSharding`` over devices, or None.
     """
 
     model: Any
@@ -75,6 +76,7 @@ class TDVPProblem:
     time: str = "real"
     observables: tuple[tuple[str, Any], ...] = ()
     chunk_size: int | None = None
+    sharding: parallel.SampleSharding | None = None
 
     def __post_init__(self):
         if self.time not in TIMES:
@@ -148,7 +150,7 @@ def init_state(
     weights = jnp.zeros((), jnp.float64) if w is None else w
     aux = Aux(chain=chain, samples=samples, weights=weights, params=params)
     i64 = jnp.int64
-    return TDVPState(
+    state = TDVPState(
         params=params,
         aux=aux,
         integ=integrate.init_integrator(t0, problem.dt),
@@ -156,6 +158,22 @@ def init_state(
         n_steps=jnp.zeros((), i64),
         n_rejected=jnp.zeros((), i64),
     )
+    return shard_state(problem, state)
+
+
+def shard_state(problem: TDVPProblem, state: TDVPState) -> TDVPState:
+    """``state`` placed on the problem's devices (see ``nqs.drivers.vmc``)."""
+    sh = problem.sharding
+    if sh is None:
+        return state
+    shardings = jax.tree_util.tree_map(lambda _: sh.replicated, state)
+    aux = dataclasses.replace(
+        shardings.aux,
+        chain=parallel.chain_shardings(state.aux.chain, sh),
+        samples=sh.split(sh.axis),
+        weights=sh.split(sh.axis) if state.aux.weights.ndim else sh.replicated,
+    )
+    return parallel.place(state, dataclasses.replace(shardings, aux=aux))
 
 
 def _centred_mean(x: jax.Array, w: jax.Array | None) -> jax.Array:
@@ -199,7 +217,9 @@ def rhs(problem: TDVPProblem, t, params, aux: Aux):
     """
     del t  # the Hamiltonian does not depend on time
     model = problem.model
-    samples, chain = problem.sampler.sample(model, params, aux.chain)
+    samples, chain = parallel.sample(
+        problem.sampler, model, params, aux.chain, problem.sharding
+    )
     w = sample_weights(problem.sampler, model, params, samples)
     e_stats, e_loc = vstate.expect(
         model, params, samples, problem.hamiltonian, problem.chunk_size, weights=w
@@ -238,7 +258,9 @@ def _norm(problem: TDVPProblem, aux: Aux):
 def _measure(problem: TDVPProblem, params, chain):
     """Energy and observables at ``params`` on fresh samples."""
     model = problem.model
-    samples, chain = problem.sampler.sample(model, params, chain)
+    samples, chain = parallel.sample(
+        problem.sampler, model, params, chain, problem.sharding
+    )
     w = sample_weights(problem.sampler, model, params, samples)
     e_stats, _ = vstate.expect(
         model, params, samples, problem.hamiltonian, problem.chunk_size, weights=w

@@ -48,7 +48,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from nqs import vstate
+from nqs import parallel, vstate
 from nqs.drivers.thresholds import Safety
 from nqs.sampler import sample_weights
 from nqs.sr import SR, choose_solver, gram_formulation, params_to_real, sr_direction
@@ -69,6 +69,8 @@ class VMCProblem:
         chunk_size: samples per chunk in local estimates and Jacobians (None: all).
         observe_every: period (in steps) of the observable measurements.
         safety: rejection and collapse thresholds.
+        sharding: ``nqs.parallel.SampleSharding`` splitting the chains and samples
+            over devices, or None (one device).
     """
 
     model: Any
@@ -80,6 +82,7 @@ class VMCProblem:
     chunk_size: int | None = None
     observe_every: int = 1
     safety: Safety = Safety()
+    sharding: parallel.SampleSharding | None = None
 
 
 @jax.tree_util.register_dataclass
@@ -136,7 +139,7 @@ def init_state(
     opt_state = problem.optimizer.init(params)
     sampler_state = problem.sampler.init(problem.model, params, k_sampler)
     f64, i64 = jnp.float64, jnp.int64
-    return VMCState(
+    state = VMCState(
         params=params,
         opt_state=opt_state,
         sampler_state=sampler_state,
@@ -154,6 +157,21 @@ def init_state(
         ),
         n_suspect=jnp.zeros((), i64),
     )
+    return shard_state(problem, state)
+
+
+def shard_state(problem: VMCProblem, state: VMCState) -> VMCState:
+    """``state`` placed on the problem's devices: the chains split as
+    ``problem.sharding`` says, everything else replicated (unchanged without one).
+    Also how a checkpoint is loaded onto another number of devices."""
+    sh = problem.sharding
+    if sh is None:
+        return state
+    shardings = jax.tree_util.tree_map(lambda _: sh.replicated, state)
+    shardings = dataclasses.replace(
+        shardings, sampler_state=parallel.chain_shardings(state.sampler_state, sh)
+    )
+    return parallel.place(state, shardings)
 
 
 def _tree_where(cond, a, b):
@@ -210,7 +228,9 @@ def vmc_step(problem: VMCProblem, state: VMCState) -> tuple[VMCState, dict]:
     """
     sf = problem.safety
     model, params = problem.model, state.params
-    samples, chain = problem.sampler.sample(model, params, state.sampler_state)
+    samples, chain = parallel.sample(
+        problem.sampler, model, params, state.sampler_state, problem.sharding
+    )
     weights = sample_weights(problem.sampler, model, params, samples)
     e_stats, e_loc = vstate.expect(
         model, params, samples, problem.hamiltonian, problem.chunk_size, weights
@@ -377,32 +397,48 @@ def activation_bytes(model, n_sites: int) -> float:
     return max(0.0, (sizes[1] - sizes[0]) / 8)
 
 
-def auto_chunk_size(model, sampler, hamiltonian) -> int | None:
-    """Samples per chunk of local energies that keep the model's intermediates on
-    the n_samples × n_conn connected configurations under ``ACTIVATION_BUDGET``;
-    None (all at once) when they fit anyway, as for an RBM on a few dozen sites."""
+def auto_chunk_size(model, sampler, hamiltonian, n_devices: int = 1) -> int | None:
+    """Rows per chunk of local energies (over all devices) that keep the model's
+    intermediates on each device's share of the n_samples × n_conn connected
+    configurations under ``ACTIVATION_BUDGET``; None (all at once) when they fit
+    anyway, as for an RBM on a few dozen sites. A chunk that divides each device's
+    rows is preferred when one at least half as large exists."""
     n = sampler.n_chains * sampler.n_samples_per_chain
+    n_local = max(1, n // n_devices)
     n_sites = sampler.hilbert.n_sites
     per_sample = activation_bytes(model, n_sites) * int(hamiltonian.n_conn)
-    if per_sample * n <= ACTIVATION_BUDGET:
+    if per_sample * n_local <= ACTIVATION_BUDGET:
         return None
-    return max(1, int(ACTIVATION_BUDGET // per_sample))
+    local = max(1, int(ACTIVATION_BUDGET // per_sample))
+    divisor = max(d for d in range(1, local + 1) if n_local % d == 0)
+    if 2 * divisor >= local:
+        local = divisor
+    return local * n_devices
 
 
 def estimate_memory(problem: VMCProblem) -> int:
-    """Rough peak bytes of one step: samples, connected configurations, Jacobian, S.
+    """Rough peak bytes of one step on each device: samples, connected
+    configurations, Jacobian, S.
+
+    Everything per sample counts the device's share of the samples (and of a chunk);
+    what the solvers gather (the n × n kernel of ``minsr``, the whole Jacobian it is
+    built from) and S (P × P) count in full on every device.
 
     Args:
         problem: the run's static description (or any problem with the same
-            ``model``, ``sampler``, ``hamiltonian``, ``sr`` and ``chunk_size``, e.g.
-            ``nqs.drivers.tdvp.TDVPProblem``: one right-hand side costs one step).
+            ``model``, ``sampler``, ``hamiltonian``, ``sr``, ``chunk_size`` and
+            ``sharding``, e.g. ``nqs.drivers.tdvp.TDVPProblem``: one right-hand side
+            costs one step).
     Returns:
-        bytes (int).
+        bytes (int) per device.
     """
     hil = problem.sampler.hilbert
     n_sites = hil.n_sites
     sampler = problem.sampler
+    sharding = getattr(problem, "sharding", None)
+    n_dev = 1 if sharding is None else sharding.n_devices
     n = sampler.n_chains * sampler.n_samples_per_chain
+    n_local = -(-n // n_dev)
     sigma = jnp.zeros((1, n_sites), jnp.int8)
     shapes = jax.eval_shape(problem.model.init, jax.random.key(0), sigma)
     n_params = sum(
@@ -411,13 +447,15 @@ def estimate_memory(problem: VMCProblem) -> int:
     )
     out = jax.eval_shape(problem.model.apply, shapes, sigma)
     cplx = jnp.issubdtype(out.dtype, jnp.complexfloating)
-    rows = n if problem.chunk_size is None else min(n, problem.chunk_size)
+    chunk = problem.chunk_size
+    rows = n_local if chunk is None else min(n_local, -(-chunk // n_dev))
     n_conn = int(problem.hamiltonian.n_conn)
-    total = n * n_sites + rows * n_conn * (n_sites + 16 + 16)
+    total = n_local * n_sites + rows * n_conn * (n_sites + 16 + 16)
     total += int(rows * n_conn * activation_bytes(problem.model, n_sites))
     total += 6 * n_params * 8  # params, previous params, optimizer state
     if problem.sr is not None:
         m = n * (2 if cplx else 1)
+        m_local = n_local * (2 if cplx else 1)
         gram = gram_formulation(problem.model, shapes, sigma, problem.sr)
         use_gram = gram is not None
         solver = choose_solver(problem.sr, m, n_params, use_gram)
@@ -427,12 +465,16 @@ def estimate_memory(problem: VMCProblem) -> int:
         elif solver != "cg":
             # the per-sample Jacobian, its centred copy and XLA temporaries: peak RSS
             # of a minsr step, RBM alpha=4 on 100 sites, 4096 samples, is ~3.5x X
-            total += 3 * m * n_params * 8
-            total += (n_params**2 if solver in ("dense", "pinv") else m**2) * 8
+            total += 3 * m_local * n_params * 8
+            if solver in ("dense", "pinv"):
+                total += n_params**2 * 8
+            else:  # the kernel XXᵀ needs every row
+                total += (m**2 + (m - m_local) * n_params) * 8
         else:
-            total += 4 * n_params * 8 + 4 * m * 8
+            total += 4 * n_params * 8 + 4 * m_local * 8
+            total += int(rows * 3 * activation_bytes(problem.model, n_sites))
     else:
-        total += n * n_params * 16 // max(1, n // rows)
+        total += rows * n_params * 16
     return int(total)
 
 
