@@ -330,7 +330,8 @@ def _replacing(run_dir: Path, replace: bool) -> Iterator[Callable[[dict], None]]
 
 
 def _check_resume_config(run_dir: Path, cfg) -> None:
-    """A resumed run must have the same config, except for the run length."""
+    """A resumed run must have the same config, except for the run length and the
+    devices ([parallel]: a checkpoint resumes on any number of them)."""
     from nqs import analysis
     from nqs import config as config_mod
 
@@ -350,7 +351,7 @@ def _check_resume_config(run_dir: Path, cfg) -> None:
         "exact",
         *_EARLY_STOP,
     }
-    for section in sorted(set(old) | set(new)):
+    for section in sorted((set(old) | set(new)) - {"parallel"}):  # devices may change
         a, b = old.get(section), new.get(section)
         if isinstance(a, dict) and isinstance(b, dict):
             for k in sorted(set(a) | set(b)):
@@ -473,7 +474,7 @@ def run(
     Shows a progress bar (energy ± error, variance, acceptance, time per step) and
     ends with a summary line. A run killed at any point continues with --resume.
     """
-    from nqs import analysis, prepare
+    from nqs import analysis, parallel, prepare
 
     from . import progress as progress_mod
 
@@ -482,15 +483,18 @@ def run(
             raise InputError("--force", "cannot be combined with --resume")
         cfg = _load(config, set_)
         run_dir = out if out is not None else Path("runs") / cfg.name
+        p = cfg.parallel
+        parallel.initialize(p.coordinator, p.num_processes, p.process_id)
+        writer = parallel.is_writer()  # process 0 writes; the others only compute
         # built and checked: nothing written before this
         prep = prepare.prepare(cfg, config_path=config)
-        replace = _prepare_run_dir(run_dir, resume, force)
+        replace = _prepare_run_dir(run_dir, resume, force) if writer else False
         if resume:
             _check_resume_config(run_dir, cfg)
             _check_checkpoint(run_dir, prep)
         with (
             _replacing(run_dir, replace) as on_progress,
-            progress_mod.Reporter(prep, run_dir, quiet=quiet) as reporter,
+            progress_mod.Reporter(prep, run_dir, quiet=quiet or not writer) as reporter,
         ):
 
             def report(record: dict) -> None:
@@ -498,6 +502,8 @@ def run(
                 reporter.report(record)
 
             result = prepare.execute(prep, run_dir, resume=resume, progress=report)
+        if not writer:
+            return
         summary = analysis.summarize(analysis.load_run(run_dir))
         if cfg.driver.kind == "tdvp":
             typer.echo(progress_mod.final_dynamics_line(summary, result))

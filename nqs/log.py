@@ -8,7 +8,9 @@ Root attributes (strings unless noted):
     config          the resolved TOML config of the run (every default filled in)
     nqs_version     ``nqs.__version__``
     jax_version     ``jax.__version__``
-    devices         the JAX devices, e.g. "cpu:0"
+    devices         the JAX devices the run computes on, e.g. "cpu:0, cpu:1"
+    notes           (when present) one line per event worth knowing, e.g. a resume
+                    on another number of devices
     created         creation time, ISO 8601 UTC
     driver          "vmc" or "tdvp"
     (extra attributes a driver passes, e.g. n_sites (int), n_parameters (int))
@@ -127,6 +129,19 @@ def create_log(
         for k, v in (attrs or {}).items():
             f.attrs[k] = v
         f.create_group("history")
+
+
+def read_attrs(path: str | os.PathLike) -> dict[str, Any]:
+    """The root attributes of a log (strings and numbers)."""
+    with h5py.File(path, "r") as f:
+        return {k: _py(v) for k, v in f.attrs.items()}
+
+
+def add_note(path: str | os.PathLike, line: str) -> None:
+    """Append a line to the root attribute ``notes``."""
+    with _rewrite(Path(path)) as f:
+        old = _py(f.attrs["notes"]) if "notes" in f.attrs else ""
+        f.attrs["notes"] = f"{old}\n{line}" if old else line
 
 
 def write_exact(path: str | os.PathLike, energy: float) -> None:

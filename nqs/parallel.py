@@ -152,6 +152,12 @@ def _is_key(x) -> bool:
     return hasattr(x, "dtype") and jax.dtypes.issubdtype(x.dtype, jax.dtypes.prng_key)
 
 
+def device_string(sharding: SampleSharding | None) -> str:
+    """The devices a run computes on, e.g. "cpu:0, cpu:1" (the log's ``devices``)."""
+    devices = [jax.devices()[0]] if sharding is None else sharding.mesh.devices.flat
+    return ", ".join(f"{d.platform}:{d.id}" for d in devices)
+
+
 def is_writer() -> bool:
     """Whether this process writes logs, checkpoints and progress (process 0)."""
     return jax.process_index() == 0

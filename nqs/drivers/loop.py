@@ -21,7 +21,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from nqs import checkpoint
+from nqs import checkpoint, parallel
 from nqs import log as logmod
 from nqs.drivers.thresholds import EarlyStop
 from nqs.drivers.vmc import (
@@ -29,6 +29,7 @@ from nqs.drivers.vmc import (
     VMCState,
     estimate_memory,
     n_parameters,
+    shard_state,
     vmc_step,
 )
 from nqs.errors import InputError
@@ -97,12 +98,53 @@ def _is_hermitian(op) -> bool:
 
 def _host_row(info: dict, real_keys: set[str]) -> dict[str, Any]:
     row = {}
-    for key, value in jax.device_get(info).items():
+    for key, value in jax.device_get(parallel.to_host(info)).items():
         v = np.asarray(value).item()
         if key in real_keys or (isinstance(v, complex) and v.imag == 0):
             v = v.real if isinstance(v, complex) else v
         row[key] = v
     return row
+
+
+def save_state(path: Path, tree: Any) -> None:
+    """Checkpoint ``tree`` (gathered from every process; written by process 0)."""
+    host = parallel.to_host(tree)
+    if parallel.is_writer():
+        checkpoint.save(path, host)
+
+
+class NoWriter:
+    """The log writer of processes other than 0: they write nothing."""
+
+    def append(self, row) -> None:
+        pass
+
+    def flush(self) -> None:
+        pass
+
+
+def log_writer(path: Path, flush_every: int):
+    """``nqs.log.LogWriter`` on process 0, :class:`NoWriter` elsewhere."""
+    if parallel.is_writer():
+        return logmod.LogWriter(path, flush_every)
+    return NoWriter()
+
+
+def resume_from(ckpt: Path, log_path: Path, problem, state, shard, n_rows) -> Any:
+    """The checkpointed state placed on this run's devices (``shard(problem,
+    state)``); on process 0 the log is cut after the checkpoint's rows
+    (``n_rows(state)``) and, when the run now uses other devices than the log
+    records, a note says so (``nqs.log.add_note``)."""
+    state = shard(problem, checkpoint.load(ckpt, state))
+    if parallel.is_writer():
+        rows = int(parallel.to_host(n_rows(state)))
+        logmod.truncate(log_path, rows)
+        before = logmod.read_attrs(log_path).get("devices")
+        now = parallel.device_string(problem.sharding)
+        if before is not None and before != now:
+            note = f"row {rows}: resumed on {now} (was {before}); chains re-split"
+            logmod.add_note(log_path, note)
+    return state
 
 
 def _converged(energies: list[float], rule: EarlyStop) -> bool:
@@ -147,8 +189,9 @@ def _open_run(
     log_path, ckpt = run_dir / LOG_FILE, run_dir / CHECKPOINT_FILE
     if resume:
         check_resumable(run_dir)
-        state = checkpoint.load(ckpt, state)
-        logmod.truncate(log_path, int(state.step))
+        state = resume_from(
+            ckpt, log_path, problem, state, shard_state, lambda st: st.step
+        )
         data = logmod.read_log(log_path)
         exact = data["exact"].get("energy", exact_energy)
         wall = data["history"].get("wall_time", np.zeros(0))
@@ -156,13 +199,15 @@ def _open_run(
         return state, exact, offset
     attrs = {"n_parameters": n_parameters(state.params)}
     attrs["n_sites"] = int(problem.sampler.hilbert.n_sites)
+    attrs["devices"] = parallel.device_string(problem.sharding)
     attrs.update(log_attrs or {})
-    logmod.create_log(log_path, config_text=config_text, driver="vmc", attrs=attrs)
     exact = exact_energy
     if exact is None:
         exact = compute_exact_energy(problem.hamiltonian, max_exact_dimension)
-    if exact is not None:
-        logmod.write_exact(log_path, exact)
+    if parallel.is_writer():
+        logmod.create_log(log_path, config_text=config_text, driver="vmc", attrs=attrs)
+        if exact is not None:
+            logmod.write_exact(log_path, exact)
     return state, exact, 0.0
 
 
@@ -239,7 +284,7 @@ def run(
             "exact_energy": exact,
         }
     )
-    writer = logmod.LogWriter(run_dir / LOG_FILE, flush_every)
+    writer = log_writer(run_dir / LOG_FILE, flush_every)
     ckpt = run_dir / CHECKPOINT_FILE
     real_keys = {f"{n}/mean" for n, op in problem.observables if _is_hermitian(op)}
     start = time.perf_counter()
@@ -277,7 +322,7 @@ def run(
                 )
             if step % checkpoint_every == 0:
                 writer.flush()
-                checkpoint.save(ckpt, state)
+                save_state(ckpt, state)
             if early_stop is not None and _converged(energies, early_stop):
                 status = "converged"
                 break
@@ -286,8 +331,8 @@ def run(
             writer.flush()
         raise
     writer.flush()
-    checkpoint.save(ckpt, state)
-    checkpoint.save(run_dir / FINAL_STATE_FILE, state.params)
+    save_state(ckpt, state)
+    save_state(run_dir / FINAL_STATE_FILE, state.params)
     result = RunResult(
         state=state,
         status=status,

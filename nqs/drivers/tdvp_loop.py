@@ -21,8 +21,8 @@ from typing import Any
 
 import numpy as np
 
-from nqs import checkpoint
 from nqs import log as logmod
+from nqs import parallel
 from nqs.drivers.loop import (
     CHECKPOINT_FILE,
     FINAL_STATE_FILE,
@@ -30,8 +30,11 @@ from nqs.drivers.loop import (
     _host_row,
     _is_hermitian,
     check_resumable,
+    log_writer,
+    resume_from,
+    save_state,
 )
-from nqs.drivers.tdvp import TDVPProblem, TDVPState, advance
+from nqs.drivers.tdvp import TDVPProblem, TDVPState, advance, shard_state
 
 
 class EvolutionError(RuntimeError):
@@ -89,13 +92,15 @@ def _open_run(problem, state, run_dir, *, config_text, resume, log_attrs, exact)
     log_path, ckpt = run_dir / LOG_FILE, run_dir / CHECKPOINT_FILE
     if resume:
         check_resumable(run_dir)
-        state = checkpoint.load(ckpt, state)
-        logmod.truncate(log_path, int(state.n_rows))
+        state = resume_from(
+            ckpt, log_path, problem, state, shard_state, lambda st: st.n_rows
+        )
         wall = logmod.read_log(log_path)["history"].get("wall_time", np.zeros(0))
         return state, float(wall[-1]) if wall.size else 0.0
-    logmod.create_log(
-        log_path, config_text=config_text, driver="tdvp", attrs=log_attrs or {}
-    )
+    if not parallel.is_writer():
+        return state, 0.0
+    attrs = {"devices": parallel.device_string(problem.sharding), **(log_attrs or {})}
+    logmod.create_log(log_path, config_text=config_text, driver="tdvp", attrs=attrs)
     if exact is not None:
         energy = exact.pop("ground_energy", None)
         if energy is not None:
@@ -161,7 +166,7 @@ def run(
     t_end = float(grid[-1])
     report = progress or (lambda record: None)
     report({"event": "start", "row": int(state.n_rows), "t_end": t_end})
-    writer = logmod.LogWriter(run_dir / LOG_FILE, flush_every)
+    writer = log_writer(run_dir / LOG_FILE, flush_every)
     ckpt = run_dir / CHECKPOINT_FILE
     real_keys = {f"{n}/mean" for n, op in problem.observables if _is_hermitian(op)}
     start = time.perf_counter()
@@ -208,14 +213,14 @@ def run(
                 )
             if k % checkpoint_every == 0:
                 writer.flush()
-                checkpoint.save(ckpt, state)
+                save_state(ckpt, state)
     except BaseException:  # interrupted (Ctrl-C, error): keep every finished row
         with contextlib.suppress(Exception):
             writer.flush()
         raise
     writer.flush()
-    checkpoint.save(ckpt, state)
-    checkpoint.save(run_dir / FINAL_STATE_FILE, state.params)
+    save_state(ckpt, state)
+    save_state(run_dir / FINAL_STATE_FILE, state.params)
     result = EvolutionResult(
         state=state,
         status="completed",
