@@ -113,16 +113,29 @@ def schema() -> None:
 
 
 @app.command()
-def check(ctx: typer.Context, config: ConfigArg, set_: SetOption = None) -> None:
+def check(
+    ctx: typer.Context,
+    config: ConfigArg,
+    set_: SetOption = None,
+    compile_: Annotated[
+        bool,
+        typer.Option(
+            "--compile",
+            help="Also compile the step and print the memory XLA assigns it per "
+            "device (exact; takes the compilation time).",
+        ),
+    ] = False,
+) -> None:
     """Validate a config; print it resolved, with sizes and memory. Nothing runs.
 
     Prints the config with every default filled in (valid TOML), then as comments the
     number of sites, the Hilbert-space dimension (and, for a full-sum sampler, the
-    number of basis states summed), the number of real parameters and an estimate of
-    the memory one optimisation step needs; with a [symmetry] section
-    the group's order and the sector's dimension.
+    number of basis states summed), the number of real parameters, the devices the
+    samples are split over and an estimate of the memory one optimisation step needs
+    on each (a quick upper bound; with --compile also XLA's own figure); with a
+    [symmetry] section the group's order and the sector's dimension.
     """
-    from nqs import build, build_sectors, prepare
+    from nqs import build, build_sectors, parallel, prepare
     from nqs import config as config_mod
 
     with _errors(ctx):
@@ -141,8 +154,14 @@ def check(ctx: typer.Context, config: ConfigArg, set_: SetOption = None) -> None
             typer.echo(f"# symmetry: {sector}")
         if cfg.driver.kind == "tdvp":
             typer.echo(f"# {_dynamics_check(cfg, config, objs)}")
+        n_dev = build.n_devices(objs)
+        typer.echo(f"# devices: {n_dev} of {parallel.describe_devices()}")
+        where = " per device" if n_dev > 1 else ""
         if memory is not None:
-            typer.echo(f"# memory per step: ~{format_bytes(memory)}")
+            typer.echo(f"# memory per step: ~{format_bytes(memory)}{where} (bound)")
+        if compile_:
+            compiled = prepare.compiled_memory(prepare.prepare(cfg, config_path=config))
+            typer.echo(f"# memory per step (compiled): {format_bytes(compiled)}{where}")
 
 
 def _dynamics_check(cfg, config: Path, objs) -> str:

@@ -73,10 +73,12 @@ class Reporter:
             if record.get("row"):
                 self.console.print(f"resuming at saved time {record['row']}")
             return
+        sharding = self.prep.objects.sharding
+        where = "" if sharding is None else f" per device on {sharding.n_devices}"
         self.console.print(
             f"{cfg.name}: {hil.n_sites} sites, dimension {dimension:.4g}, "
             f"{self.prep.n_parameters} parameters, "
-            f"~{format_bytes(record['memory'])} per step -> {self.run_dir}"
+            f"~{format_bytes(record['memory'])} per step{where} -> {self.run_dir}"
         )
         exact = record.get("exact_energy")
         if exact is None:

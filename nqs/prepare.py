@@ -179,6 +179,35 @@ def _prepare_tdvp(cfg: Config, config_path) -> Prepared:
     return Prepared(cfg, objs, problem, state, vmc.n_parameters(params))
 
 
+def compiled_memory(prep: Prepared) -> int:
+    """Bytes one step takes on each device, from XLA's buffer assignment.
+
+    Compiles the step (a VMC step, or a TDVP advance to the first saved time) ahead
+    of time and sums its arguments, outputs and temporaries as XLA lays them out,
+    fusion and chunking included; per device when the samples are split. Unlike
+    ``nqs.drivers.vmc.estimate_memory``, which is a quick upper bound from the
+    model's jaxpr (XLA often fuses or tiles what it counts), this is what the
+    step allocates, without the runtime's fixed few hundred MB.
+    """
+    if prep.cfg.driver.kind == "tdvp":
+        from nqs import build_dynamics
+        from nqs.drivers import tdvp
+
+        grid = build_dynamics.save_grid(prep.cfg)
+        t_next = float(grid[1]) if grid.size > 1 else float(grid[0])
+        lowered = tdvp.advance.lower(prep.problem, prep.state, t_next, None)
+    else:
+        from nqs.drivers import vmc
+
+        lowered = vmc.vmc_step.lower(prep.problem, prep.state)
+    stats = lowered.compile().memory_analysis()
+    return int(
+        stats.argument_size_in_bytes
+        + stats.output_size_in_bytes
+        + stats.temp_size_in_bytes
+    )
+
+
 def exact_limit(cfg: Config) -> int:
     """Largest dimension for which the run computes the exact energy at start."""
     from nqs.drivers import loop

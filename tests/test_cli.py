@@ -152,6 +152,7 @@ def test_check_prints_resolved_config(tmp_path):
     assert printed["model"] == {
         "kind": "rbm",
         "param_dtype": "float64",
+        "dtype": "float64",
         "symmetrize": False,
         "alpha": 2,
     }
@@ -160,6 +161,15 @@ def test_check_prints_resolved_config(tmp_path):
     assert "# parameters (real): 90" in result.stdout
     assert "# Hilbert-space dimension: 64" in result.stdout
     assert "# memory per step" in result.stdout
+    assert "# devices: 1 of 1 cpu device on 1 process" in result.stdout
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["tfim6.toml"]
+
+
+def test_check_compile_prints_the_compiled_memory(tmp_path):
+    path = _write(tmp_path, TFIM6, name="tfim6.toml")
+    result = _invoke("check", path, "--compile")
+    assert result.exit_code == 0, result.output
+    assert "# memory per step (compiled): " in result.stdout
     assert sorted(p.name for p in tmp_path.iterdir()) == ["tfim6.toml"]
 
 
