@@ -53,7 +53,7 @@ import numpy as np
 from jax.custom_derivatives import SymbolicZero
 
 from nqs.errors import InputError
-from nqs.models.rbm import cos_sin
+from nqs.models.projection import log_weighted_sum_parts
 from nqs.symmetry import character_table
 
 __all__ = [
@@ -63,14 +63,7 @@ __all__ = [
     "feature_sizes",
     "fourier_plan",
     "group_tables",
-    "log_weighted_sum_exp",
 ]
-
-# log ψ of a configuration whose projection vanishes: shift + VANISHED
-VANISHED = -1000.0
-# |Σ_g w_g e^{z_g}| below this fraction of Σ_g |w_g e^{z_g}| counts as a vanishing
-# projection (exact cancellation up to round-off), per real precision
-_CANCEL = {np.dtype(np.float64): 1e-10, np.dtype(np.float32): 1e-4}
 
 
 class GroupTables(NamedTuple):
@@ -256,43 +249,6 @@ def _weights(sector) -> np.ndarray:
     return w
 
 
-def log_weighted_sum_exp(x: jax.Array, y: jax.Array | None, weights) -> jax.Array:
-    """log Σ_g w_g exp(x_g + i y_g) over the last axis, stable, finite where it
-    vanishes.
-
-    With shift = max_g x_g (no gradient through it): shift + log Σ_g w_g
-    exp(x_g - shift) (cos y_g + i sin y_g). Where |Σ| is below a round-off fraction
-    (``_CANCEL``) of Σ_g |w_g| exp(x_g - shift) (an exact cancellation, e.g. an odd
-    sector on a configuration fixed by an element of character -1) the result is
-    shift + ``VANISHED``, and a double ``where`` keeps the gradients finite (zero).
-
-    Args:
-        x: (..., G) real parts of z.
-        y: (..., G) imaginary parts like ``x``, or None for real z.
-        weights: (G,) complex numpy weights w_g.
-    Returns:
-        (...) complex array (complex128 for float64 parts).
-    """
-    weights = np.asarray(weights, dtype=np.complex128)
-    w_re, w_im = (jnp.asarray(w, x.dtype) for w in (weights.real, weights.imag))
-    shift = jax.lax.stop_gradient(jnp.max(x, axis=-1, keepdims=True))
-    e = jnp.exp(x - shift)
-    if y is None:
-        total_re, total_im = e @ w_re, e @ w_im
-    else:
-        c, s = cos_sin(y)
-        total_re = jnp.sum(e * (w_re * c - w_im * s), axis=-1)
-        total_im = jnp.sum(e * (w_re * s + w_im * c), axis=-1)
-    scale = e @ jnp.asarray(np.abs(weights), x.dtype)
-    tol = _CANCEL.get(np.dtype(x.dtype), 1e-4)
-    vanished = total_re * total_re + total_im * total_im <= (tol * scale) ** 2
-    total = jax.lax.complex(
-        jnp.where(vanished, jnp.ones_like(total_re), total_re), total_im
-    )
-    shift = shift[..., 0]
-    return jnp.where(vanished, shift + VANISHED + 0j, jnp.log(total) + shift)
-
-
 _SELU_ALPHA = 1.6732632423543772
 _SELU_SCALE = 1.0507009873554805
 
@@ -416,7 +372,7 @@ class GCNN(nn.Module):
         if _real_output(self.sector, self.param_dtype):
             return jax.nn.logsumexp(z[0], axis=-1)
         y = z[1] if parts == 2 else None
-        return log_weighted_sum_exp(z[0], y, _weights(self.sector))
+        return log_weighted_sum_parts(z[0], y, _weights(self.sector))
 
     def _params(self, layer: int, shape: tuple[int, ...], fan_in: int, last: bool):
         """kernel_l (complex normal, variance 1 / fan_in, / F_L if last), bias_l."""
