@@ -3,13 +3,8 @@ logged as documented (history/t, diagnostics, exact curves), analysed, plotted,
 resumed to the same history after an interruption, and bad input refused."""
 
 import json
-import os
-import signal
-import subprocess
-import sys
 from pathlib import Path
 
-import h5py
 import numpy as np
 import pytest
 from nqs_cli.app import app
@@ -18,7 +13,6 @@ from typer.testing import CliRunner
 from nqs import log as logmod
 from nqs import prepare
 from nqs.config import load
-from nqs.drivers import tdvp_loop
 
 GROUND = """
 name = "ground"
@@ -238,42 +232,3 @@ def _write(directory: Path, text: str, name: str) -> Path:
     path = directory / name
     path.write_text(text)
     return path
-
-
-SCRIPT = """
-import sys
-from nqs import prepare
-from nqs.config import load
-prep = prepare.prepare(load({config!r}))
-def report(r):
-    if r.get("event") == "step":
-        print(r["step"], flush=True)
-prepare.execute(prep, {run_dir!r}, progress=report, resume={resume})
-"""
-
-
-@pytest.mark.slow
-def test_kill_9_mid_evolution_and_resume(ground_run, quench_run, tmp_path):
-    tmp, ground = ground_run
-    _, full_dir = quench_run
-    config = str(_quench(tmp, ground))
-    run_dir = str(tmp_path / "killed")
-    code = SCRIPT.format(config=config, run_dir=run_dir, resume=False)
-    proc = subprocess.Popen(
-        [sys.executable, "-c", code], stdout=subprocess.PIPE, text=True
-    )
-    for line in proc.stdout:
-        if int(line) >= 2:
-            break
-    os.kill(proc.pid, signal.SIGKILL)
-    proc.wait()
-    with h5py.File(os.path.join(run_dir, "log.h5")) as f:
-        assert f["history/t"].shape[0] >= 2
-    code = SCRIPT.format(config=config, run_dir=run_dir, resume=True)
-    subprocess.run([sys.executable, "-c", code], check=True, capture_output=True)
-    a = logmod.read_log(os.path.join(run_dir, "log.h5"))["history"]
-    b = logmod.read_log(full_dir / "log.h5")["history"]
-    for key in b:
-        if key != "wall_time":
-            np.testing.assert_allclose(a[key], b[key], rtol=1e-12, err_msg=key)
-    assert tdvp_loop.CHECKPOINT_FILE in os.listdir(run_dir)
