@@ -132,13 +132,13 @@ def _character_count(perms, characters, spin_flip, n_up: int | None) -> int:
 def working_dimension(sector, n_sites: int, n_up: int | None) -> int:
     """Size of the basis the sector's ED works in: its number of levels for a
     one-dimensional irrep; for d > 1 the dimension of the one-dimensional sector of
-    the subgroup it is reduced to (``exact_sector.irrep_reduction``), which holds
+    the subgroup it is reduced to (``exact_irrep.irrep_reduction``), which holds
     one state per multiplet (and those of the other irreps sharing that sector)."""
     if sector.dim == 1:
         return n_levels(sector, n_sites, n_up)
-    from nqs import exact_sector
+    from nqs import exact_irrep
 
-    reduction = exact_sector.irrep_reduction(sector)
+    reduction = exact_irrep.irrep_reduction(sector)
     if reduction is None:
         return 0
     args = (reduction.perms, reduction.characters, reduction.spin_flip)

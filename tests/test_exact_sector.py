@@ -16,10 +16,9 @@ import pytest
 
 from nqs import build_sectors, hamiltonian, hilbert, lattice, symmetry
 from nqs.exact import ground_state
+from nqs.exact_irrep import irrep_projector, irrep_reduction
 from nqs.exact_sector import (
     connections_fn,
-    irrep_projector,
-    irrep_reduction,
     sector_basis,
     sector_dimension,
     sector_ground_state,
