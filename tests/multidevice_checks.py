@@ -32,22 +32,36 @@ def load(name: str, n_dev: int, *overrides: str):
     return config.load(path, overrides=[f"parallel.devices={n_dev}", *overrides])
 
 
-def vmc_energies(
-    name: str, n_steps: int, *overrides: str, devices=(1, 4)
-) -> dict[int, list[float]]:
-    """Energies of ``n_steps`` VMC steps, and the final parameters' norm."""
+#: Estimates of a step compared across device counts (with the observables').
+ESTIMATES = (
+    "energy/error",
+    "energy/variance",
+    "energy/tau_corr",
+    "energy/r_hat",
+    "acceptance",
+    "grad_norm",
+)
+
+
+def vmc_energies(name: str, n_steps: int, *overrides: str) -> dict[int, list[float]]:
+    """Energies of ``n_steps`` VMC steps, then every other estimate of the last step
+    (error, variance, tau, R-hat, acceptance, gradient norm, observables; NaN kept
+    as a string) and the final parameters' norm."""
     out = {}
-    for n_dev in devices:
+    for n_dev in DEVICES:
         cfg = load(name, n_dev, *overrides)
         problem = build.vmc_problem(cfg)
         state = vmc.init_state(problem, jax.random.key(cfg.seed))  # as nqs run
-        energies = []
+        values = []
         for _ in range(n_steps):
             state, info = vmc.vmc_step(problem, state)
-            energies.append(float(info["energy/mean"]))
+            values.append(float(info["energy/mean"]))
+        observed = [k for k in info if k.endswith("/mean") and k != "energy/mean"]
+        for key in (*ESTIMATES, *sorted(observed)):
+            values.append(float(np.real(info[key])))
         theta, _ = vstate.ravel(state.params)
-        energies.append(float(np.linalg.norm(np.asarray(theta))))
-        out[n_dev] = energies
+        values.append(float(np.linalg.norm(np.asarray(theta))))
+        out[n_dev] = values
     return out
 
 
@@ -101,7 +115,7 @@ def main() -> None:
     initial = ground_state(Path(tempfile.mkdtemp()) / "ground")
     heis = ("sampler.n_samples=256", "lattice.extent=[12]")
     results = {
-        "tfim_20_steps": vmc_energies("tfim_chain.toml", 20, devices=DEVICES),
+        "tfim_20_steps": vmc_energies("tfim_chain.toml", 20),
         "heisenberg_gram_minsr": vmc_energies(
             "heisenberg_chain.toml", 3, *heis, 'preconditioner.solver="minsr"'
         ),
