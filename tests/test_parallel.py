@@ -55,7 +55,13 @@ def on_devices():
 
 
 def _rel(a, b) -> float:
+    """Largest relative difference; an estimate that is NaN (e.g. R-hat of chains
+    too short to split) must be NaN in both."""
     a, b = np.asarray(a, float), np.asarray(b, float)
+    nan = np.isnan(b)
+    if not np.array_equal(np.isnan(a), nan):
+        return np.inf
+    a, b = a[~nan], b[~nan]
     return float(np.max(np.abs(a - b) / np.maximum(np.abs(b), 1e-300)))
 
 
