@@ -569,8 +569,7 @@ def _chunked_linear_maps(f, theta, sigma, chunk_size: int, is_cplx: bool):
 
     def vjp(c):
         c = c.T if is_cplx else c  # (n, [2])
-        c = jnp.concatenate([c, jnp.zeros((-n % chunk_size,) + c.shape[1:], c.dtype)])
-        cts = split_chunks(c, chunk_size)  # (n_chunks, chunk, [2])
+        cts = split_chunks(c, chunk_size, zero_pad=True)  # (n_chunks, chunk, [2])
         cts = jnp.moveaxis(cts, -1, 1) if is_cplx else cts
 
         def body(acc, xs):

@@ -92,19 +92,21 @@ def _is_real_model(model, params, sigma) -> bool:
     return not jnp.issubdtype(out.dtype, jnp.complexfloating)
 
 
-def split_chunks(x: jax.Array, chunk_size: int) -> jax.Array:
+def split_chunks(x: jax.Array, chunk_size: int, zero_pad: bool = False) -> jax.Array:
     """Rows of ``x`` (n, ...) as (n_chunks, chunk_size, ...) chunks, interleaved.
 
     Row i of chunk j is ``x[i * n_chunks + j]`` (after padding n up to a multiple of
-    ``chunk_size`` with copies of the first row). Interleaving keeps every chunk
-    spread over the devices the rows are split over (``nqs.parallel``): each device
-    evaluates its own rows of every chunk, chunk_size / n_devices at a time.
+    ``chunk_size`` with copies of the first row, or with zeros for ``zero_pad``, as
+    weights and cotangents need). Interleaving keeps every chunk spread over the
+    devices the rows are split over (``nqs.parallel``): each device evaluates its own
+    rows of every chunk, chunk_size / n_devices at a time.
     """
     n = x.shape[0]
     n_chunks = -(-n // chunk_size)
     pad = n_chunks * chunk_size - n
     if pad:
-        x = jnp.concatenate([x, jnp.broadcast_to(x[:1], (pad,) + x.shape[1:])])
+        fill = jnp.zeros_like(x[:1]) if zero_pad else x[:1]
+        x = jnp.concatenate([x, jnp.broadcast_to(fill, (pad,) + x.shape[1:])])
     return jnp.swapaxes(x.reshape((chunk_size, n_chunks) + x.shape[1:]), 0, 1)
 
 
@@ -251,8 +253,7 @@ def _weighted_gradient(model, params, sigma, weights, chunk_size):
     n = sigma.shape[0]
     if chunk_size is None or chunk_size >= n:
         return unravel(jax.grad(loss)(theta, sigma, weights))
-    weights = jnp.concatenate([weights, jnp.zeros(-n % chunk_size, weights.dtype)])
-    xs = (split_chunks(sigma, chunk_size), split_chunks(weights, chunk_size))
+    xs = (split_chunks(sigma, chunk_size), split_chunks(weights, chunk_size, True))
 
     def body(acc, x):
         return acc + jax.grad(loss)(theta, *x), None

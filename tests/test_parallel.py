@@ -325,7 +325,10 @@ def _peak(*overrides: str) -> dict:
 
 
 @pytest.mark.slow
-@pytest.mark.skipif(not Path("/proc/self/statm").exists(), reason="needs Linux /proc")
+@pytest.mark.skipif(
+    not Path("/proc/self/statm").exists(),
+    reason="polls the resident memory in /proc/self/statm, which only Linux has",
+)
 def test_measured_peak_memory_is_the_compiled_estimate_and_chunks_bound_it():
     big = ("lattice.extent=[100]", "model.alpha=4", "sampler.n_samples=4096")
     big += ('preconditioner.solver="cg"',)

@@ -410,10 +410,9 @@ def auto_chunk_size(model, sampler, hamiltonian, n_devices: int = 1) -> int | No
     if per_sample * n_local <= ACTIVATION_BUDGET:
         return None
     local = max(1, int(ACTIVATION_BUDGET // per_sample))
-    divisor = max(d for d in range(1, local + 1) if n_local % d == 0)
-    if 2 * divisor >= local:
-        local = divisor
-    return local * n_devices
+    halfway = (local + 1) // 2 - 1
+    divisors = (d for d in range(local, halfway, -1) if n_local % d == 0)
+    return next(divisors, local) * n_devices
 
 
 def estimate_memory(problem: VMCProblem) -> int:
