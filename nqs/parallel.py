@@ -77,6 +77,11 @@ def constrain_samples(x: jax.Array, sharding: SampleSharding | None) -> jax.Arra
     return jax.lax.with_sharding_constraint(x, sharding.split(sharding.axis))
 
 
+def row_blocks(sharding: SampleSharding | None) -> int:
+    """Blocks of consecutive sample rows, one per device (``nqs.connected``)."""
+    return 1 if sharding is None else sharding.n_devices
+
+
 def chain_shardings(chain: Any, sharding: SampleSharding) -> Any:
     """The shardings of a ``nqs.sampler.SamplerState``: per-chain fields split along
     the chains when the samples are split by chain, the rest replicated."""

@@ -35,6 +35,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from nqs.connected import connected_log_psi, needed_slots, off_diagonal_log_psi
 from nqs.sampler import sample_weights
 from nqs.stats import Stats, statistics, weighted_statistics
 
@@ -132,11 +133,15 @@ def _chunked(fn, sigma: jax.Array, chunk_size: int | None):
 # -- local estimators -----------------------------------------------------------------
 
 
-@functools.partial(jax.jit, static_argnames=("model", "op", "chunk_size"))
-def local_estimates(model, params, sigma: jax.Array, op, chunk_size=None) -> jax.Array:
+@functools.partial(jax.jit, static_argnames=("model", "op", "chunk_size", "blocks"))
+def local_estimates(
+    model, params, sigma: jax.Array, op, chunk_size=None, blocks: int = 1
+) -> jax.Array:
     """O_loc(sigma) = sum_sigma' <sigma|O|sigma'> psi(sigma') / psi(sigma).
 
-    Slots with a zero matrix element contribute exactly zero (even if psi(sigma') = 0).
+    Slots with a zero matrix element contribute exactly zero (even if psi(sigma') = 0),
+    and the model is evaluated only on the connected configurations with a nonzero
+    element that differ from sigma (``nqs.connected``).
 
     Args:
         model: Flax module; apply maps (batch, n_sites) to (batch,) log psi.
@@ -145,6 +150,7 @@ def local_estimates(model, params, sigma: jax.Array, op, chunk_size=None) -> jax
         op: operator with ``get_conn``.
         chunk_size: rows evaluated at once (peak memory ~ chunk_size x n_conn x
             n_sites); None evaluates the whole batch at once.
+        blocks: the rows are split over this many devices (``nqs.connected``).
     Returns:
         (...) complex128 local estimates (always complex, also for real models).
     """
@@ -153,8 +159,12 @@ def local_estimates(model, params, sigma: jax.Array, op, chunk_size=None) -> jax
     def kernel(s):
         sigma_p, mels = op.get_conn(s)  # (m, n_conn, n_sites), (m, n_conn)
         log_psi = model.apply(params, s)
-        log_psi_p = model.apply(params, sigma_p.reshape(-1, n_sites))
-        log_ratio = log_psi_p.reshape(mels.shape) - log_psi[:, None]
+        if getattr(op, "has_empty_slots", True):
+            need = needed_slots(s, sigma_p, mels)
+            log_psi_p = connected_log_psi(model, params, sigma_p, need, log_psi, blocks)
+        else:
+            log_psi_p = off_diagonal_log_psi(model, params, sigma_p, log_psi)
+        log_ratio = log_psi_p - log_psi[:, None]
         terms = mels * jnp.exp(log_ratio.astype(complex))
         return jnp.sum(jnp.where(mels != 0, terms, 0), axis=-1)
 
@@ -162,9 +172,9 @@ def local_estimates(model, params, sigma: jax.Array, op, chunk_size=None) -> jax
     return e_loc.astype(complex).reshape(batch)
 
 
-@functools.partial(jax.jit, static_argnames=("model", "op", "chunk_size"))
+@functools.partial(jax.jit, static_argnames=("model", "op", "chunk_size", "blocks"))
 def expect(
-    model, params, samples: jax.Array, op, chunk_size=None, weights=None
+    model, params, samples: jax.Array, op, chunk_size=None, weights=None, blocks=1
 ) -> tuple[Stats, jax.Array]:
     """Estimate of <O>: Monte Carlo over Markov-chain samples, or an exact weighted sum.
 
@@ -180,7 +190,7 @@ def expect(
         ``nqs.stats.Stats`` of the local estimates, and the (n_chains, n_per_chain)
         complex128 local estimates themselves (0 where the weight is 0).
     """
-    e_loc = local_estimates(model, params, samples, op, chunk_size)
+    e_loc = local_estimates(model, params, samples, op, chunk_size, blocks)
     if weights is None:
         return statistics(e_loc), e_loc
     e_loc = jnp.where(weights != 0, e_loc, 0)

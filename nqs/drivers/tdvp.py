@@ -222,7 +222,13 @@ def rhs(problem: TDVPProblem, t, params, aux: Aux):
     )
     w = sample_weights(problem.sampler, model, params, samples)
     e_stats, e_loc = vstate.expect(
-        model, params, samples, problem.hamiltonian, problem.chunk_size, weights=w
+        model,
+        params,
+        samples,
+        problem.hamiltonian,
+        problem.chunk_size,
+        weights=w,
+        blocks=parallel.row_blocks(problem.sharding),
     )
     r = -1j * e_loc if problem.time == "real" else -e_loc
     x, sr_info = natural_gradient(
@@ -262,8 +268,15 @@ def _measure(problem: TDVPProblem, params, chain):
         problem.sampler, model, params, chain, problem.sharding
     )
     w = sample_weights(problem.sampler, model, params, samples)
+    blocks = parallel.row_blocks(problem.sharding)
     e_stats, _ = vstate.expect(
-        model, params, samples, problem.hamiltonian, problem.chunk_size, weights=w
+        model,
+        params,
+        samples,
+        problem.hamiltonian,
+        problem.chunk_size,
+        weights=w,
+        blocks=blocks,
     )
     out = {
         "energy/mean": jnp.real(e_stats.mean),
@@ -275,7 +288,7 @@ def _measure(problem: TDVPProblem, params, chain):
     }
     for name, op in problem.observables:
         stats, _ = vstate.expect(
-            model, params, samples, op, problem.chunk_size, weights=w
+            model, params, samples, op, problem.chunk_size, weights=w, blocks=blocks
         )
         out[f"{name}/mean"] = stats.mean.astype(jnp.complex128)
         out[f"{name}/error"] = jnp.asarray(stats.error, jnp.float64)

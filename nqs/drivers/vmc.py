@@ -187,7 +187,13 @@ def _measure(problem: VMCProblem, params, samples, weights) -> dict[str, jax.Arr
     out = {}
     for name, op in problem.observables:
         stats, _ = vstate.expect(
-            problem.model, params, samples, op, problem.chunk_size, weights
+            problem.model,
+            params,
+            samples,
+            op,
+            problem.chunk_size,
+            weights,
+            parallel.row_blocks(problem.sharding),
         )
         out[f"{name}/mean"] = stats.mean
         out[f"{name}/error"] = stats.error
@@ -233,7 +239,13 @@ def vmc_step(problem: VMCProblem, state: VMCState) -> tuple[VMCState, dict]:
     )
     weights = sample_weights(problem.sampler, model, params, samples)
     e_stats, e_loc = vstate.expect(
-        model, params, samples, problem.hamiltonian, problem.chunk_size, weights
+        model,
+        params,
+        samples,
+        problem.hamiltonian,
+        problem.chunk_size,
+        weights,
+        parallel.row_blocks(problem.sharding),
     )
     flat = samples.reshape(-1, samples.shape[-1])
     if problem.sr is None:

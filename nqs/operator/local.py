@@ -225,6 +225,14 @@ class LocalOperator:
         """Compiled tables of the terms (see ``nqs.operator.tables.group_terms``)."""
         return group_terms(self.terms, self.hilbert.local_size, self.dtype)
 
+    @functools.cached_property
+    def has_empty_slots(self) -> bool:
+        """Whether some off-diagonal slot of ``get_conn`` has a zero element for some
+        configuration (padding of a term with fewer transitions from that local state,
+        as for a spin exchange of two parallel spins); if not, every off-diagonal slot
+        always carries a nonzero element and a different configuration."""
+        return any(g.mels.size and np.any(g.mels == 0) for g in self.groups)
+
     @property
     def n_conn(self) -> int:
         """Number of connection slots per configuration (diagonal included)."""
