@@ -10,7 +10,8 @@ same inputs the step gives it, and timed with ``block_until_ready`` (median of
 ``--repeats`` calls after one compiling call):
 
 * ``sample``: ``sampler.sample`` (thermalisation and recorded sweeps);
-* ``e_loc``: ``vstate.local_estimates`` on all samples (n_samples x n_conn rows);
+* ``e_loc``: ``vstate.local_estimates`` on all samples (the needed ones of the
+  n_samples x n_conn connected rows), in the step's chunks;
 * ``gram``: the model's ``log_derivative_gram`` (if it has one);
 * ``sr``: ``sr.sr_direction`` (Gram/Jacobian, kernel, Cholesky, back-projection);
 * ``step``: the whole ``vmc_step``.
@@ -61,7 +62,8 @@ def stages(name: str, n_steps: int):
     params, chain = state.params, state.sampler_state
     samples, _ = sampler.sample(model, params, chain)
     flat = samples.reshape(-1, samples.shape[-1])
-    e_loc = vstate.local_estimates(model, params, flat, ham)
+    chunk = problem.chunk_size
+    e_loc = vstate.local_estimates(model, params, flat, ham, chunk)
 
     @jax.jit
     def sample(p, c):
@@ -69,11 +71,11 @@ def stages(name: str, n_steps: int):
 
     @jax.jit
     def local(p, s):
-        return vstate.local_estimates(model, p, s, ham)
+        return vstate.local_estimates(model, p, s, ham, chunk)
 
     @jax.jit
     def direction(p, s, e):
-        return sr_mod.sr_direction(model, p, s, e, problem.sr, 0)
+        return sr_mod.sr_direction(model, p, s, e, problem.sr, 0, chunk)
 
     out = {
         "sample": (sample, (params, chain)),

@@ -24,6 +24,42 @@ def _regulariser(diag_s: jax.Array, shift, scale) -> jax.Array:
     return d
 
 
+#: A Gram matrix of at least 2 · GRAM_MIN_BLOCK rows is formed in up to GRAM_BLOCKS²
+#: blocks, only those on and above the diagonal computed (10 of 16: 5/8 of the work).
+GRAM_BLOCKS = 4
+GRAM_MIN_BLOCK = 256
+
+
+def hermitian_product(a: jax.Array, b: jax.Array) -> jax.Array:
+    """``a @ b.conj().T`` for a product known to be Hermitian (a = X D, b = X with D
+    real diagonal, or a = b), by blocks of rows: the blocks above the diagonal are
+    computed, those below are their conjugate transposes.
+
+    Args:
+        a, b: (m, P) arrays of the same dtype.
+    Returns:
+        (m, m) ``a bᴴ``.
+    """
+    m = a.shape[0]
+    n_blocks = min(GRAM_BLOCKS, m // GRAM_MIN_BLOCK)
+    if n_blocks < 2:
+        return a @ b.conj().T
+    edges = [m * i // n_blocks for i in range(n_blocks + 1)]
+    a_rows = [a[lo:hi] for lo, hi in zip(edges, edges[1:], strict=False)]
+    b_rows = [b[lo:hi] for lo, hi in zip(edges, edges[1:], strict=False)]
+    upper = {
+        (i, j): a_rows[i] @ b_rows[j].conj().T
+        for i in range(n_blocks)
+        for j in range(i, n_blocks)
+    }
+    return jnp.block(
+        [
+            [upper[i, j] if j >= i else upper[j, i].conj().T for j in range(n_blocks)]
+            for i in range(n_blocks)
+        ]
+    )
+
+
 def solve_dense(X: jax.Array, g: jax.Array, shift, scale=None) -> jax.Array:
     """Solve (XᵀX + D) x = g with S formed explicitly.
 
@@ -39,7 +75,8 @@ def solve_dense(X: jax.Array, g: jax.Array, shift, scale=None) -> jax.Array:
     Returns:
         (P,) solution, dtype of ``X``.
     """
-    s = X.conj().T @ X
+    xh = X.conj().T
+    s = hermitian_product(xh, xh)
     a = s + jnp.diag(_regulariser(jnp.real(jnp.diag(s)), shift, scale))
     return psd_solve(a, g)
 
@@ -60,12 +97,12 @@ def solve_minsr(X: jax.Array, eps: jax.Array, shift, scale=None) -> jax.Array:
     """
     xh = X.conj().T
     if scale is None:
-        k = X @ xh
+        k = hermitian_product(X, X)
         k = k + shift * jnp.eye(k.shape[0], dtype=k.dtype)
         return xh @ psd_solve(k, eps)
     d_inv = 1.0 / _regulariser(jnp.sum(jnp.abs(X) ** 2, axis=0), shift, scale)
     xd = X * d_inv
-    k = xd @ xh + jnp.eye(X.shape[0], dtype=X.dtype)
+    k = hermitian_product(xd, X) + jnp.eye(X.shape[0], dtype=X.dtype)
     return xd.conj().T @ psd_solve(k, eps)
 
 

@@ -449,3 +449,21 @@ def _vector_order(params):
     theta, unravel = params_to_real(params)
     probe = unravel(jnp.arange(theta.size, dtype=jnp.float64))
     return to_vector(probe).real.astype(int)
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.complex128])
+def test_blocked_gram_matrix_equals_the_plain_product(dtype):
+    """Kernels of 1100 rows (uneven blocks), formed from the upper blocks only."""
+    from nqs.sr_solvers import hermitian_product
+
+    rng = np.random.default_rng(5)
+    x = rng.normal(size=(1100, 300))
+    if dtype is np.complex128:
+        x = x + 1j * rng.normal(size=x.shape)
+    d = rng.uniform(0.5, 2.0, size=300)
+    for a, b in ((x, x), (x * d, x)):
+        got = np.asarray(hermitian_product(jnp.asarray(a), jnp.asarray(b)))
+        np.testing.assert_allclose(got, a @ b.conj().T, rtol=1e-12, atol=1e-10)
+    eps = rng.normal(size=1100)
+    direct = x.conj().T @ np.linalg.solve(x @ x.conj().T + 0.1 * np.eye(1100), eps)
+    np.testing.assert_allclose(solve_minsr(jnp.asarray(x), eps, 0.1), direct, rtol=1e-8)
