@@ -223,12 +223,31 @@ def real_jacobian(model, params, sigma, chunk_size=None, weights=None) -> jax.Ar
     if weights is not None:
         weights = weights.reshape(-1)
         sigma = safe_rows(sigma, weights)
-    theta, unravel = params_to_real(params)
+    leaves, treedef = jax.tree_util.tree_flatten(params)
+    is_cplx_leaf = tuple(jnp.iscomplexobj(x) for x in leaves)
+    # the leaves as params_to_real splits them: [real; imag] of a complex leaf
+    split = [
+        jnp.stack([x.real, x.imag]) if c else x
+        for x, c in zip(leaves, is_cplx_leaf, strict=True)
+    ]
     is_cplx = _is_complex_output(model, params, sigma)
-    f = _real_log_psi(model, unravel, is_cplx)
+
+    def f(parts, s):
+        rebuilt = [
+            jax.lax.complex(p[0], p[1]) if c else p
+            for p, c in zip(parts, is_cplx_leaf, strict=True)
+        ]
+        out = model.apply(jax.tree_util.tree_unflatten(treedef, rebuilt), s)
+        if is_cplx:
+            return jnp.stack([out.real, out.imag])
+        return out.real if jnp.iscomplexobj(out) else out
 
     def one(s):
-        return jax.jacrev(lambda t: f(t, s[None]))(theta)  # (1, P) or (2, 1, P)
+        # per-leaf derivatives, joined once in params_to_real's order (a
+        # derivative through the flat vector's unravel costs a pass per leaf)
+        grads = jax.jacrev(lambda parts: f(parts, s[None]))(split)
+        lead = 2 if is_cplx else 1
+        return jnp.concatenate([g.reshape(lead, 1, -1) for g in grads], axis=-1)
 
     n = sigma.shape[0]
     if chunk_size is None or chunk_size >= n:
@@ -236,8 +255,7 @@ def real_jacobian(model, params, sigma, chunk_size=None, weights=None) -> jax.Ar
     else:
         jac = jax.lax.map(jax.vmap(one), split_chunks(sigma, chunk_size))
         jac = join_chunks(jac, n)
-    # jac: (n, 1, P) or (n, 2, 1, P)
-    jac = jnp.moveaxis(jac[:, :, 0, :], 1, 0) if is_cplx else jac[:, 0, :][None]
+    jac = jnp.moveaxis(jac[:, :, 0, :], 1, 0)  # (1 or 2, n, P)
     if weights is None:
         jac = jac - jnp.mean(jac, axis=1, keepdims=True)
         return jac.reshape(-1, jac.shape[-1]) / jnp.sqrt(n)
