@@ -36,9 +36,10 @@ __all__ = [
 #: The rows of a block are evaluated in about this many batches, so at most 1/16 of
 #: a block's rows is evaluated without being needed (the last batch's padding).
 BATCHES_PER_BLOCK = 16
-#: Smallest batch (rows per block per model call), against loop overhead on small
-#: inputs.
-MIN_BATCH = 256
+#: Smallest batch (rows per block per model call): against loop overhead, and large
+#: enough for efficient products in the model (on CPU the GCNN's batched Fourier
+#: products take ~40% less time per row at 1024 rows than at 520).
+MIN_BATCH = 1024
 
 
 def needed_slots(sigma: jax.Array, sigma_p: jax.Array, mels: jax.Array) -> jax.Array:

@@ -60,6 +60,19 @@ def hermitian_product(a: jax.Array, b: jax.Array) -> jax.Array:
     )
 
 
+def adjoint_times(X: jax.Array, y: jax.Array) -> jax.Array:
+    """``X.conj().T @ y`` as a vector-matrix product (no transposed copy of X).
+
+    Args:
+        X: (m, P); y: (m,).
+    Returns:
+        (P,) Xᴴ y.
+    """
+    if jnp.iscomplexobj(X):
+        return jnp.conj(jnp.conj(y) @ X)
+    return y @ X
+
+
 def solve_dense(X: jax.Array, g: jax.Array, shift, scale=None) -> jax.Array:
     """Solve (XᵀX + D) x = g with S formed explicitly.
 
@@ -95,15 +108,14 @@ def solve_minsr(X: jax.Array, eps: jax.Array, shift, scale=None) -> jax.Array:
     Returns:
         (P,) solution, dtype of ``X``.
     """
-    xh = X.conj().T
     if scale is None:
         k = hermitian_product(X, X)
         k = k + shift * jnp.eye(k.shape[0], dtype=k.dtype)
-        return xh @ psd_solve(k, eps)
+        return adjoint_times(X, psd_solve(k, eps))
     d_inv = 1.0 / _regulariser(jnp.sum(jnp.abs(X) ** 2, axis=0), shift, scale)
     xd = X * d_inv
     k = hermitian_product(xd, X) + jnp.eye(X.shape[0], dtype=X.dtype)
-    return xd.conj().T @ psd_solve(k, eps)
+    return adjoint_times(xd, psd_solve(k, eps))
 
 
 def psd_solve(a: jax.Array, b: jax.Array) -> jax.Array:
@@ -188,7 +200,7 @@ def holomorphic_solve(
     oc = jax.lax.complex(ox[:n], ox[n:])  # ΔO / √n, (n, P_c)
     ec = jax.lax.complex(eps[:n], eps[n:])
     if solver == "dense":
-        d = solve_dense(oc, 2.0 * oc.conj().T @ ec, shift, diag_scale)
+        d = solve_dense(oc, 2.0 * adjoint_times(oc, ec), shift, diag_scale)
     else:
         d = solve_minsr(oc, 2.0 * ec, shift, diag_scale)
     x = jnp.zeros(X.shape[1], dtype=X.dtype)
