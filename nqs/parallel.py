@@ -108,6 +108,23 @@ def sample(sampler, model, params, chain, sharding: SampleSharding | None):
     return constrain_samples(samples, sharding), constrain_chain(chain, sharding)
 
 
+def expect(problem, params, samples, op, weights):
+    """``nqs.vstate.expect`` of ``op`` on ``samples`` with the problem's model and
+    chunks, the local estimates compacted per device (``nqs.connected``): what
+    every driver estimates with.
+
+    Args:
+        problem: a ``VMCProblem`` or ``TDVPProblem`` (``model``, ``chunk_size``,
+            ``sharding``).
+    """
+    from nqs import vstate
+
+    blocks = row_blocks(problem.sharding)
+    return vstate.expect(
+        problem.model, params, samples, op, problem.chunk_size, weights, blocks
+    )
+
+
 def place(tree: Any, shardings: Any) -> Any:
     """Global arrays holding ``tree``'s values with the given shardings.
 

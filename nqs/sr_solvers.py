@@ -28,6 +28,9 @@ def _regulariser(diag_s: jax.Array, shift, scale) -> jax.Array:
 #: blocks, only those on and above the diagonal computed (10 of 16: 5/8 of the work).
 GRAM_BLOCKS = 4
 GRAM_MIN_BLOCK = 256
+#: ... and only when the product is large enough to pay for its longer compilation
+#: (m² P multiply-adds; ~0.1 s of work on a CPU core).
+GRAM_MIN_WORK = 2**32
 
 
 def hermitian_product(a: jax.Array, b: jax.Array) -> jax.Array:
@@ -42,7 +45,7 @@ def hermitian_product(a: jax.Array, b: jax.Array) -> jax.Array:
     """
     m = a.shape[0]
     n_blocks = min(GRAM_BLOCKS, m // GRAM_MIN_BLOCK)
-    if n_blocks < 2:
+    if n_blocks < 2 or m * m * a.shape[1] < GRAM_MIN_WORK:
         return a @ b.conj().T
     edges = [m * i // n_blocks for i in range(n_blocks + 1)]
     a_rows = [a[lo:hi] for lo, hi in zip(edges, edges[1:], strict=False)]

@@ -35,7 +35,12 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from nqs.connected import connected_log_psi, needed_slots, off_diagonal_log_psi
+from nqs.connected import (
+    all_log_psi,
+    conn_chunk,
+    connected_log_psi,
+    needed_slots,
+)
 from nqs.sampler import sample_weights
 from nqs.stats import Stats, statistics, weighted_statistics
 
@@ -148,27 +153,41 @@ def local_estimates(
         params: variables pytree of ``model``.
         sigma: (..., n_sites) int8 configurations with psi(sigma) != 0.
         op: operator with ``get_conn``.
-        chunk_size: rows evaluated at once (peak memory ~ chunk_size x n_conn x
-            n_sites); None evaluates the whole batch at once.
+        chunk_size: samples whose connected configurations the model sees at once
+            (at most chunk_size x n_conn rows per call); None: no bound (the
+            connected configurations of a sparse operator are still evaluated
+            ``nqs.connected.BATCH`` rows at a time).
         blocks: the rows are split over this many devices (``nqs.connected``).
     Returns:
         (...) complex128 local estimates (always complex, also for real models).
     """
     batch, n_sites = sigma.shape[:-1], sigma.shape[-1]
+    flat = sigma.reshape(-1, n_sites)
+    sparse = getattr(op, "has_empty_slots", True)
+    n_conn = jax.eval_shape(op.get_conn, flat[:1])[1].shape[-1]
+    # the model sees at most chunk_size x n_conn rows at once, as a memory bound
+    max_rows = None if chunk_size is None else chunk_size * n_conn
 
     def kernel(s):
         sigma_p, mels = op.get_conn(s)  # (m, n_conn, n_sites), (m, n_conn)
-        log_psi = model.apply(params, s)
-        if getattr(op, "has_empty_slots", True):
+        # one model call site (compiled once) gives log psi(sigma) and psi(sigma')
+        if sparse:
+            rows = jnp.concatenate([s[:, None], sigma_p], axis=1)
             need = needed_slots(s, sigma_p, mels)
-            log_psi_p = connected_log_psi(model, params, sigma_p, need, log_psi, blocks)
-        else:
-            log_psi_p = off_diagonal_log_psi(model, params, sigma_p, log_psi)
+            need = jnp.concatenate([jnp.ones_like(need[:, :1]), need], axis=1)
+            out = connected_log_psi(model, params, rows, need, blocks, max_rows)
+            log_psi = out[:, 0]
+            log_psi_p = jnp.where(need[:, 1:], out[:, 1:], log_psi[:, None])
+        else:  # slot 0 is sigma itself (LocalOperator.get_conn)
+            log_psi_p = all_log_psi(model, params, sigma_p)
+            log_psi = log_psi_p[:, 0]
         log_ratio = log_psi_p - log_psi[:, None]
         terms = mels * jnp.exp(log_ratio.astype(complex))
         return jnp.sum(jnp.where(mels != 0, terms, 0), axis=-1)
 
-    e_loc = _chunked(kernel, sigma.reshape(-1, n_sites), chunk_size)
+    # sparse: model calls bounded by max_rows, chunks bound the connections held
+    chunk = conn_chunk(len(flat), n_conn, n_sites, blocks) if sparse else chunk_size
+    e_loc = _chunked(kernel, flat, chunk)
     return e_loc.astype(complex).reshape(batch)
 
 

@@ -78,8 +78,8 @@ def test_local_energies_match_dense_matrix(monkeypatch, blocks, batch):
     """Every sample of the full basis, with few rows per model call so that the
     loop runs many trips, and the samples split into blocks as over devices."""
     if batch is not None:
-        monkeypatch.setattr(connected, "MIN_BATCH", batch)
-        monkeypatch.setattr(connected, "BATCHES_PER_BLOCK", 64)
+        monkeypatch.setattr(connected, "BATCH", batch)
+        monkeypatch.setattr(connected, "CONN_BYTES", 40 * N * 33)  # chunks of 40
     hilbert, op, mat = _j1j2_dense(0.4)
     model = PhaseRBM()
     params = model.init(jax.random.key(3), jnp.ones((1, N), jnp.int8))
@@ -93,22 +93,22 @@ def test_local_energies_match_dense_matrix(monkeypatch, blocks, batch):
 
 
 def test_connected_log_psi_evaluates_exactly_the_needed_slots(monkeypatch):
-    monkeypatch.setattr(connected, "MIN_BATCH", 3)
+    monkeypatch.setattr(connected, "BATCH", 3)
     model = PhaseRBM()
     params = model.init(jax.random.key(0), jnp.ones((1, N), jnp.int8))
     key_s, key_n = jax.random.split(jax.random.key(1))
     sigma_p = jax.random.choice(key_s, jnp.array([-1, 1], jnp.int8), (6, 5, N))
     need = jax.random.bernoulli(key_n, 0.4, (6, 5))
-    fill = jnp.arange(6) * (1.0 + 0.5j)
     plain = model.apply(params, sigma_p.reshape(-1, N)).reshape(6, 5)
-    expected = jnp.where(need, plain, fill[:, None])
+    expected = jnp.where(need, plain, 0)
     for blocks in (1, 2, 3, 4):  # 4 does not divide 6: one block
-        got = jax.jit(connected.connected_log_psi, static_argnums=(0, 5))(
-            model, params, sigma_p, need, fill, blocks
-        )
-        np.testing.assert_allclose(got, expected, rtol=1e-13, atol=1e-13)
-    none = connected.connected_log_psi(model, params, sigma_p, need & False, fill)
-    np.testing.assert_array_equal(none, jnp.broadcast_to(fill[:, None], (6, 5)))
+        for max_rows in (None, 4):  # 4: a memory bound below BATCH
+            got = jax.jit(connected.connected_log_psi, static_argnums=(0, 4, 5))(
+                model, params, sigma_p, need, blocks, max_rows
+            )
+            np.testing.assert_allclose(got, expected, rtol=1e-13, atol=1e-13)
+    none = connected.connected_log_psi(model, params, sigma_p, need & False)
+    np.testing.assert_array_equal(none, jnp.zeros((6, 5)))
 
 
 def test_needed_slots_on_the_neel_state():

@@ -452,10 +452,12 @@ def _vector_order(params):
 
 
 @pytest.mark.parametrize("dtype", [np.float64, np.complex128])
-def test_blocked_gram_matrix_equals_the_plain_product(dtype):
+def test_blocked_gram_matrix_equals_the_plain_product(dtype, monkeypatch):
     """Kernels of 1100 rows (uneven blocks), formed from the upper blocks only."""
+    from nqs import sr_solvers
     from nqs.sr_solvers import hermitian_product
 
+    monkeypatch.setattr(sr_solvers, "GRAM_MIN_WORK", 0)  # blocks for this size too
     rng = np.random.default_rng(5)
     x = rng.normal(size=(1100, 300))
     if dtype is np.complex128:

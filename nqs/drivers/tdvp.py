@@ -221,15 +221,7 @@ def rhs(problem: TDVPProblem, t, params, aux: Aux):
         problem.sampler, model, params, aux.chain, problem.sharding
     )
     w = sample_weights(problem.sampler, model, params, samples)
-    e_stats, e_loc = vstate.expect(
-        model,
-        params,
-        samples,
-        problem.hamiltonian,
-        problem.chunk_size,
-        weights=w,
-        blocks=parallel.row_blocks(problem.sharding),
-    )
+    e_stats, e_loc = parallel.expect(problem, params, samples, problem.hamiltonian, w)
     r = -1j * e_loc if problem.time == "real" else -e_loc
     x, sr_info = natural_gradient(
         model, params, samples, r, problem.sr, 0, problem.chunk_size, weights=w
@@ -268,16 +260,7 @@ def _measure(problem: TDVPProblem, params, chain):
         problem.sampler, model, params, chain, problem.sharding
     )
     w = sample_weights(problem.sampler, model, params, samples)
-    blocks = parallel.row_blocks(problem.sharding)
-    e_stats, _ = vstate.expect(
-        model,
-        params,
-        samples,
-        problem.hamiltonian,
-        problem.chunk_size,
-        weights=w,
-        blocks=blocks,
-    )
+    e_stats, _ = parallel.expect(problem, params, samples, problem.hamiltonian, w)
     out = {
         "energy/mean": jnp.real(e_stats.mean),
         "energy/error": e_stats.error,
@@ -287,9 +270,7 @@ def _measure(problem: TDVPProblem, params, chain):
         "acceptance": acceptance(chain),
     }
     for name, op in problem.observables:
-        stats, _ = vstate.expect(
-            model, params, samples, op, problem.chunk_size, weights=w, blocks=blocks
-        )
+        stats, _ = parallel.expect(problem, params, samples, op, w)
         out[f"{name}/mean"] = stats.mean.astype(jnp.complex128)
         out[f"{name}/error"] = jnp.asarray(stats.error, jnp.float64)
     return out, chain

@@ -186,15 +186,7 @@ def _all_finite(tree) -> jax.Array:
 def _measure(problem: VMCProblem, params, samples, weights) -> dict[str, jax.Array]:
     out = {}
     for name, op in problem.observables:
-        stats, _ = vstate.expect(
-            problem.model,
-            params,
-            samples,
-            op,
-            problem.chunk_size,
-            weights,
-            parallel.row_blocks(problem.sharding),
-        )
+        stats, _ = parallel.expect(problem, params, samples, op, weights)
         out[f"{name}/mean"] = stats.mean
         out[f"{name}/error"] = stats.error
     return out
@@ -238,14 +230,8 @@ def vmc_step(problem: VMCProblem, state: VMCState) -> tuple[VMCState, dict]:
         problem.sampler, model, params, state.sampler_state, problem.sharding
     )
     weights = sample_weights(problem.sampler, model, params, samples)
-    e_stats, e_loc = vstate.expect(
-        model,
-        params,
-        samples,
-        problem.hamiltonian,
-        problem.chunk_size,
-        weights,
-        parallel.row_blocks(problem.sharding),
+    e_stats, e_loc = parallel.expect(
+        problem, params, samples, problem.hamiltonian, weights
     )
     flat = samples.reshape(-1, samples.shape[-1])
     if problem.sr is None:
