@@ -34,6 +34,7 @@ import jax
 import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
+from nqs import vstate
 from nqs.errors import InputError
 
 #: Name of the mesh axis the samples are split along.
@@ -117,8 +118,6 @@ def expect(problem, params, samples, op, weights):
         problem: a ``VMCProblem`` or ``TDVPProblem`` (``model``, ``chunk_size``,
             ``sharding``).
     """
-    from nqs import vstate
-
     blocks = row_blocks(problem.sharding)
     return vstate.expect(
         problem.model, params, samples, op, problem.chunk_size, weights, blocks

@@ -73,6 +73,7 @@ from jax.flatten_util import ravel_pytree
 
 from nqs.sr_solvers import (
     adjoint_times,
+    column_runs,
     gram_solve,
     holomorphic_solve,
     solve_cg,
@@ -161,29 +162,35 @@ class SR:
 # Real formulation of a parameter pytree (the solvers are in nqs.sr_solvers)
 
 
-def params_to_real(params) -> tuple[jax.Array, Callable[[jax.Array], Any]]:
-    """Flatten ``params`` into a real vector (complex leaves → real, imag parts).
-
-    Returns:
-        (theta (P,) float64, unravel: theta -> pytree like ``params``).
-    """
+def _split_params(params) -> tuple[list, Callable[[list], Any]]:
+    """The leaves of ``params`` as real arrays ([real; imag] stacked for a complex
+    leaf), and the inverse map rebuilding the pytree from such a list."""
     leaves, treedef = jax.tree_util.tree_flatten(params)
     is_cplx = tuple(jnp.iscomplexobj(x) for x in leaves)
     split = [
         jnp.stack([x.real, x.imag]) if c else x
         for x, c in zip(leaves, is_cplx, strict=True)
     ]
-    theta, unravel_split = ravel_pytree(split)
 
-    def unravel(vec):
-        parts = unravel_split(vec)
+    def join(parts):
         out = [
             jax.lax.complex(p[0], p[1]) if c else p
             for p, c in zip(parts, is_cplx, strict=True)
         ]
         return jax.tree_util.tree_unflatten(treedef, out)
 
-    return theta, unravel
+    return split, join
+
+
+def params_to_real(params) -> tuple[jax.Array, Callable[[jax.Array], Any]]:
+    """Flatten ``params`` into a real vector (complex leaves → real, imag parts).
+
+    Returns:
+        (theta (P,) float64, unravel: theta -> pytree like ``params``).
+    """
+    split, join = _split_params(params)
+    theta, unravel_split = ravel_pytree(split)
+    return theta, lambda vec: join(unravel_split(vec))
 
 
 def _is_complex_output(model, params, sigma) -> bool:
@@ -223,24 +230,9 @@ def real_jacobian(model, params, sigma, chunk_size=None, weights=None) -> jax.Ar
     if weights is not None:
         weights = weights.reshape(-1)
         sigma = safe_rows(sigma, weights)
-    leaves, treedef = jax.tree_util.tree_flatten(params)
-    is_cplx_leaf = tuple(jnp.iscomplexobj(x) for x in leaves)
-    # the leaves as params_to_real splits them: [real; imag] of a complex leaf
-    split = [
-        jnp.stack([x.real, x.imag]) if c else x
-        for x, c in zip(leaves, is_cplx_leaf, strict=True)
-    ]
+    split, join = _split_params(params)
     is_cplx = _is_complex_output(model, params, sigma)
-
-    def f(parts, s):
-        rebuilt = [
-            jax.lax.complex(p[0], p[1]) if c else p
-            for p, c in zip(parts, is_cplx_leaf, strict=True)
-        ]
-        out = model.apply(jax.tree_util.tree_unflatten(treedef, rebuilt), s)
-        if is_cplx:
-            return jnp.stack([out.real, out.imag])
-        return out.real if jnp.iscomplexobj(out) else out
+    f = _real_log_psi(model, join, is_cplx)
 
     def one(s):
         # per-leaf derivatives, joined once in params_to_real's order (a
@@ -515,18 +507,12 @@ def _is_holomorphic(X: jax.Array, split) -> jax.Array:
     scale, dev = 1e-300, 0.0
     # per run of contiguous columns (a leaf's real or imaginary parts): slices that
     # fuse into the reductions, no gathered copy of the columns
-    for run_x, run_y in zip(*(_runs(idx) for idx in split), strict=True):
+    for run_x, run_y in zip(*(column_runs(idx) for idx in split), strict=True):
         ox, oy = X[:, run_x], X[:, run_y]
         scale = jnp.maximum(scale, jnp.max(jnp.abs(ox)))
         dev = jnp.maximum(dev, jnp.max(jnp.abs(oy[:n] + ox[n:])))
         dev = jnp.maximum(dev, jnp.max(jnp.abs(oy[n:] - ox[:n])))
     return dev <= 1e-9 * scale
-
-
-def _runs(idx: np.ndarray) -> list[slice]:
-    """Contiguous runs of a sorted static index array, as slices."""
-    cuts = np.flatnonzero(np.diff(idx) != 1) + 1
-    return [slice(int(r[0]), int(r[-1]) + 1) for r in np.split(idx, cuts)]
 
 
 def _jacobian_closures(model, params, sigma, is_cplx, weights=None, chunk_size=None):
